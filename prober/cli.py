@@ -1,0 +1,197 @@
+"""The command line: ``prober run``, ``prober check-config``, ``prober once`` and ``prober demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from prober import __version__, logs
+from prober import config as config_module
+from prober.config import Config
+from prober.errors import ConfigError
+from prober.probes import ProbeContext
+from prober.redact import REDACTOR
+from prober.runner import run_all
+from prober.server import check_json, iso
+from prober.status import Board, State
+
+log = logging.getLogger("prober")
+NAGIOS = {State.OK: 0, State.DEGRADED: 1, State.UNHEALTHY: 2, State.UNKNOWN: 3}
+CONFIG_ERROR_EXIT = 2
+UNKNOWN_EXIT = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        help="config file (default: $PROBER_CONFIG, /etc/prober/prober.yaml, "
+        "else targets from DATABASE_URL, REDIS_URL, APP_READINESS_URL, ...)",
+    )
+    common.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("PROBER_LOG_FORMAT", "text"))
+    common.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default=os.environ.get("PROBER_LOG_LEVEL", "info")
+    )
+    parser = argparse.ArgumentParser(prog="prober", description="Dependency-health prober sidecar.")
+    parser.add_argument("--version", action="version", version=f"prober {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", parents=[common], help="run the daemon until SIGTERM/SIGINT")
+    run.add_argument("--listen", help="override server.listen (host:port)")
+    commands.add_parser("check-config", parents=[common], help="validate the config; exit 0, or 2 with every problem")
+    once = commands.add_parser(
+        "once",
+        parents=[common],
+        help="probe every target once; exit 0 ok, 1 degraded, 2 unhealthy, 3 unknown/config error",
+    )
+    once.add_argument("--json", action="store_true", help="print the /status JSON instead of a table")
+    demo = commands.add_parser("demo", parents=[common], help="start a sample application and probe it")
+    demo.add_argument("--listen", default="127.0.0.1:9478", help="where the prober listens (default 127.0.0.1:9478)")
+    health = commands.add_parser(
+        "healthcheck",
+        parents=[common],
+        help="exit 0 if the local daemon's /healthz answers 200 (container HEALTHCHECK)",
+    )
+    health.add_argument("--url", default="http://127.0.0.1:9478/healthz")
+    health.add_argument("--timeout", type=float, default=3.0)
+    return parser
+
+
+async def _healthcheck(url: str, limit: float) -> int:
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=limit)) as session,
+            session.get(url) as response,
+        ):
+            body = await response.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"unhealthy: {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(body.strip())
+    return 0 if response.status == 200 else 1
+
+
+def _print_problems(exc: ConfigError) -> None:
+    print(f"config error ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {REDACTOR(problem)}", file=sys.stderr)
+
+
+def _load(path: str | None) -> Config:
+    config = config_module.load(path)
+    REDACTOR.replace(config.secrets())
+    return config
+
+
+def check_config(path: str | None) -> int:
+    try:
+        config = _load(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return CONFIG_ERROR_EXIT
+    print(f"{config.source}: OK, {len(config.targets)} target{'s' if len(config.targets) != 1 else ''}")
+    for line in config_module.describe_targets(config):
+        print(f"  {line}")
+    return 0
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+async def _once(config: Config) -> Board:
+    ctx = ProbeContext()
+    try:
+        results = await run_all(config.targets, ctx, config.max_concurrency)
+    finally:
+        await ctx.close()
+    board = Board()
+    board.apply(config.targets)
+    for target in config.targets:
+        board.targets[target.name].record(results[target.name], 1, 1)
+    return board
+
+
+def once(path: str | None, as_json: bool) -> int:
+    try:
+        config = _load(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return UNKNOWN_EXIT
+    board = asyncio.run(_once(config))
+    overall = board.overall()
+    if as_json:
+        from prober.server import status_json
+
+        print(json.dumps(status_json(board), indent=2))
+    else:
+        rows = [["TARGET", "KIND", "CRITICAL", "STATUS", "LATENCY", "REASON", "MESSAGE"]]
+        for name, status in board.targets.items():
+            check = check_json(status)
+            latency = f"{check['latency_ms']:.1f}ms" if check["latency_ms"] is not None else "-"
+            rows.append(
+                [
+                    name,
+                    status.kind,
+                    "yes" if status.critical else "no",
+                    status.state.value,
+                    latency,
+                    check["reason"] or "-",
+                    check["message"],
+                ]
+            )
+        print(_table(rows))
+        print(f"\noverall: {overall.value} ({iso(board.started)})")
+    if overall is State.UNHEALTHY:
+        return NAGIOS[State.UNHEALTHY]
+    if any(t.state is State.UNKNOWN for t in board.targets.values()) or overall is State.UNKNOWN:
+        return UNKNOWN_EXIT
+    return NAGIOS[overall]
+
+
+def run(path: str | None, listen: str | None) -> int:
+    from prober.daemon import Daemon
+
+    daemon = Daemon(path, listen=listen)
+    try:
+        config = daemon.load()
+    except ConfigError as exc:
+        _print_problems(exc)
+        return CONFIG_ERROR_EXIT
+    log.info("prober %s starting with config from %s", __version__, config.source)
+    return asyncio.run(daemon.run(config))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.setup(args.log_format, args.log_level)
+    try:
+        if args.command == "check-config":
+            return check_config(args.config)
+        if args.command == "once":
+            return once(args.config, args.json)
+        if args.command == "demo":
+            from prober.demo import demo
+
+            return demo(args.listen)
+        if args.command == "healthcheck":
+            return asyncio.run(_healthcheck(args.url, args.timeout))
+        return run(args.config, args.listen)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""``prober demo``: a sample application next to the daemon, so a fresh machine shows something real.
+
+It starts, on loopback, an HTTP application with the health endpoints real frameworks serve (NestJS
+style JSON, Spring's ``{"status":"UP"}``, plain text, one that reports itself degraded) and a TLS
+endpoint whose certificate expires in 5 days, writes a config probing them plus an optional cache
+that is down, and runs the daemon on it. Within seconds ``/status`` shows ok, degraded and unhealthy
+targets and an overall ``degraded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import socket
+import ssl
+import tempfile
+from pathlib import Path
+
+import trustme
+from aiohttp import web
+
+from prober.config import load_file
+from prober.daemon import Daemon
+from prober.errors import ConfigError
+
+log = logging.getLogger("prober.demo")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sample_app() -> web.Application:
+    async def live(_r: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def ready(_r: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "ok", "info": {"database": {"status": "up"}, "redis": {"status": "up"}}, "uptime": 42}
+        )
+
+    async def spring(_r: web.Request) -> web.Response:
+        return web.json_response({"status": "UP", "components": {"db": {"status": "UP"}}})
+
+    async def reports(_r: web.Request) -> web.Response:
+        return web.json_response({"status": "degraded", "info": {"clickhouse": {"status": "down"}}})
+
+    app = web.Application()
+    app.router.add_get("/api/health/live", live)
+    app.router.add_get("/api/health/ready", ready)
+    app.router.add_get("/actuator/health", spring)
+    app.router.add_get("/reports/health", reports)
+    return app
+
+
+async def _tls_server(port: int, cert_dir: Path) -> asyncio.Server:
+    """A TLS endpoint whose certificate expires in 5 days (the prober turns it degraded at 14)."""
+    ca = trustme.CA()
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = ca.issue_cert("localhost", "127.0.0.1", not_after=now + datetime.timedelta(days=5))
+    ca.cert_pem.write_to_path(str(cert_dir / "demo-ca.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(context)
+
+    async def close(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    return await asyncio.start_server(close, "127.0.0.1", port, ssl=context)
+
+
+def _config(app_port: int, tls_port: int, closed_port: int, cert_dir: Path) -> str:
+    base = f"http://127.0.0.1:{app_port}"
+    return f"""# written by `prober demo`
+defaults:
+  interval: 5s
+  timeout: 2s
+targets:
+  - name: app-live
+    kind: http
+    url: {base}/api/health/live
+  - name: app-ready
+    kind: http
+    url: {base}/api/health/ready
+    body_status_field: status
+    degraded_latency: 300ms
+  - name: spring-health
+    kind: http
+    url: {base}/actuator/health
+    body_status_field: status
+  - name: reports
+    kind: http
+    critical: false
+    url: {base}/reports/health
+    body_status_field: status
+  - name: site-cert
+    kind: tls
+    address: 127.0.0.1:{tls_port}
+    server_name: localhost
+    ca_file: {cert_dir / "demo-ca.pem"}
+  - name: cache
+    kind: tcp
+    critical: false
+    address: 127.0.0.1:{closed_port}
+"""
+
+
+async def _demo(listen: str) -> int:
+    with tempfile.TemporaryDirectory(prefix="prober-demo-") as tmp:
+        work = Path(tmp)
+        app_port, tls_port, closed_port = _free_port(), _free_port(), _free_port()
+        runner = web.AppRunner(sample_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", app_port).start()
+        tls = await _tls_server(tls_port, work)
+        path = work / "prober.yaml"
+        path.write_text(_config(app_port, tls_port, closed_port, work))
+        log.info("demo: sample application on http://127.0.0.1:%d, TLS endpoint on 127.0.0.1:%d", app_port, tls_port)
+        log.info("demo: try  curl -s http://%s/status  and  curl -s http://%s/metrics", listen, listen)
+        try:
+            config = load_file(str(path))
+        except ConfigError as exc:  # pragma: no cover - the demo config is ours
+            log.error("demo config invalid: %s", exc)
+            return 2
+        try:
+            return await Daemon(str(path), listen=listen).run(config)
+        finally:
+            tls.close()
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+
+
+def demo(listen: str) -> int:
+    return asyncio.run(_demo(listen))

@@ -1,0 +1,96 @@
+"""The probe exception tree.
+
+Inside a probe the driver is allowed to raise. Each probe module maps its driver's exceptions to a
+:class:`ProbeFailure` carrying one of the fixed reasons, in one place (a ``classify`` function used
+with :func:`driver_errors`). The runner turns a ``ProbeFailure`` into an unhealthy result, and any
+other exception into an ``unknown``/``internal`` result: nothing raises into the scheduler.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prober.status import Reason
+
+
+class ProberError(Exception):
+    """Base of the prober's own exceptions."""
+
+
+class ConfigError(ProberError):
+    """A configuration that cannot be used; ``problems`` lists every problem found, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class ProbeFailure(ProberError):
+    """A run found the target failing, for one of the fixed reasons."""
+
+    def __init__(
+        self,
+        reason: Reason,
+        message: str,
+        details: dict[str, Any] | None = None,
+        gauges: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.details = details or {}
+        self.gauges = gauges or {}
+
+
+Classifier = Callable[[BaseException], ProbeFailure | None]
+
+
+def describe(exc: BaseException) -> str:
+    """A short one-line description of a driver exception: its own words, else its type."""
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def classify_os_error(exc: BaseException) -> ProbeFailure | None:
+    """The mapping shared by every driver for plain socket and TLS errors."""
+    if isinstance(exc, ProbeFailure):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ProbeFailure(Reason.TIMEOUT, "timed out")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ProbeFailure(Reason.TLS, f"certificate verification failed: {exc.verify_message}")
+    if isinstance(exc, ssl.SSLError):
+        return ProbeFailure(Reason.TLS, f"TLS error: {exc.reason or describe(exc)}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeFailure(Reason.REFUSED, "connection refused")
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | EOFError | ConnectionAbortedError):
+        return ProbeFailure(Reason.PROTOCOL, f"connection closed by peer ({type(exc).__name__})")
+    if isinstance(exc, OSError) and type(exc).__name__ == "gaierror":
+        return ProbeFailure(Reason.DNS, f"name resolution failed: {exc.strerror or describe(exc)}")
+    if isinstance(exc, OSError):
+        return ProbeFailure(Reason.REFUSED, f"connection failed: {exc.strerror or describe(exc)}")
+    return None
+
+
+@contextmanager
+def driver_errors(classify: Classifier) -> Iterator[None]:
+    """Translate whatever the driver raises while talking to the peer into a ProbeFailure.
+
+    ``classify`` maps the driver's own exceptions; socket and TLS errors fall back to
+    :func:`classify_os_error`, and anything else the driver raises on a peer's answer is a
+    ``protocol`` failure (a hostile or broken peer must not look like a bug of ours).
+    """
+    try:
+        yield
+    except ProbeFailure:
+        raise
+    except Exception as exc:
+        failure = classify(exc) or classify_os_error(exc)
+        if failure is None:
+            failure = ProbeFailure(Reason.PROTOCOL, f"unexpected answer: {type(exc).__name__}: {describe(exc)}")
+        raise failure from exc

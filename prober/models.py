@@ -1,0 +1,152 @@
+"""Building blocks of the configuration models: durations, addresses, secrets and the fields every
+target shares. Each probe module defines its own target model on top of :class:`TargetBase`."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    PositiveInt,
+    SecretStr,
+    StringConstraints,
+)
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``500ms``, ``15s``, ``2m``, ``1h`` or a sum such as ``1m30s`` -> seconds."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(f"expected a duration such as 500ms, 15s, 2m or 1h, got {value!r}")
+    text = value.strip()
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"expected a duration such as 500ms, 15s, 2m or 1h, got {value!r}")
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise ValueError(f"a duration must be longer than zero, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^\s:/\[\]]+)):(?P<port>\d{1,5})$")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port)."""
+    match = _HOST_PORT.match(address)
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"expected host:port (or [ipv6]:port), got {address!r}")
+    return match["v6"] or match["host"], int(match["port"])
+
+
+def _check_readable_file(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            with open(value, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read {value!r}: {exc.strerror or exc}") from None
+    return value
+
+
+ReadableFile = Annotated[str, BeforeValidator(_check_readable_file)]
+
+
+def _check_address(value: Any) -> Any:
+    if isinstance(value, str):
+        split_address(value)
+    return value
+
+
+Address = Annotated[str, BeforeValidator(_check_address)]
+TargetName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]+$", min_length=1, max_length=128)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetBase(Strict):
+    """Fields every target has. Subclasses add ``kind: Literal[...]`` and their own fields.
+
+    ``SECRET_FIELDS`` names the fields that hold secrets: each of them also accepts a ``<field>_file``
+    twin (read when the config is loaded, and again on reload) and its value is redacted everywhere.
+    """
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    name: TargetName
+    kind: str
+    critical: bool = True
+    interval: Duration = 15.0
+    timeout: Duration = 5.0
+    failure_threshold: PositiveInt = 1
+    success_threshold: PositiveInt = 1
+    degraded_latency: Duration | None = None
+
+    def secrets(self) -> list[str]:
+        """Every secret value this target holds (secret fields and URL passwords), for redaction."""
+        found: list[str] = []
+        for value in self.__dict__.values():
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif isinstance(value, dict):
+                found.extend(v.get_secret_value() for v in value.values() if isinstance(v, SecretStr))
+            elif isinstance(value, str) and "://" in value:
+                found.extend(url_passwords(value))
+        return [s for s in found if s]
+
+
+def url_passwords(url: str) -> list[str]:
+    """The password of a URL with userinfo, both percent-decoded and as written."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    if not password:
+        return []
+    raw = parts.netloc.rpartition("@")[0].partition(":")[2]
+    return list({password, raw})
+
+
+TIMING_FIELDS: tuple[str, ...] = (
+    "interval",
+    "timeout",
+    "failure_threshold",
+    "success_threshold",
+    "degraded_latency",
+)
+
+
+class Defaults(Strict):
+    """``defaults:``: timing fields applied to every target that does not set them."""
+
+    interval: Duration = 15.0
+    timeout: Duration = 5.0
+    failure_threshold: PositiveInt = 1
+    success_threshold: PositiveInt = 1
+    degraded_latency: Duration | None = None
+
+
+class ServerConfig(Strict):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("bearer_token",)
+
+    listen: Address = "0.0.0.0:9478"
+    bearer_token: SecretStr | None = None
+    enable_reload_endpoint: bool = False

@@ -1,0 +1,33 @@
+"""The probe registry: one module per kind, one async function per module, one map from kind to it.
+
+Every probe has the same signature, ``async def probe(target, ctx) -> Result``: it takes the target's
+validated config and the shared :class:`ProbeContext`, lets its driver raise, maps the driver's
+exceptions to a :class:`~prober.errors.ProbeFailure` in one place, and returns a result. The config
+union :data:`Target` is discriminated on ``kind``; a test asserts it and :data:`PROBES` agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from prober.probes import http, tcp, tls
+from prober.probes._context import ProbeContext
+from prober.status import Result
+
+ProbeFn = Callable[[Any, ProbeContext], Awaitable[Result]]
+
+PROBES: dict[str, ProbeFn] = {
+    "http": http.probe,
+    "tcp": tcp.probe,
+    "tls": tls.probe,
+}
+
+Target = Annotated[
+    http.HttpTarget | tcp.TcpTarget | tls.TlsTarget,
+    Field(discriminator="kind"),
+]
+
+__all__ = ["PROBES", "ProbeContext", "ProbeFn", "Target"]

@@ -1,0 +1,65 @@
+"""Plain socket steps shared by the tcp and tls probes: resolve, connect, upgrade to TLS, each timed."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+import time
+
+from prober.errors import ProbeFailure
+from prober.status import Reason
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def resolve(host: str, port: int, phases: dict[str, float]) -> list[str]:
+    """The addresses of ``host``; an IP literal is returned as is and costs no lookup."""
+    if is_ip(host):
+        return [host]
+    started = time.perf_counter()
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    phases["dns"] = time.perf_counter() - started
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise ProbeFailure(Reason.DNS, f"{host} has no address")
+    return addresses
+
+
+async def connect(host: str, port: int, phases: dict[str, float]) -> tuple[asyncio.Transport, asyncio.Protocol]:
+    """A TCP connection to the first address of ``host`` that accepts one."""
+    loop = asyncio.get_running_loop()
+    last_error: OSError | None = None
+    for address in await resolve(host, port, phases):
+        started = time.perf_counter()
+        try:
+            transport, protocol = await loop.create_connection(asyncio.Protocol, address, port)
+        except OSError as exc:
+            last_error = exc
+            continue
+        phases["connect"] = time.perf_counter() - started
+        return transport, protocol
+    assert last_error is not None
+    raise last_error
+
+
+async def start_tls(
+    transport: asyncio.Transport,
+    protocol: asyncio.Protocol,
+    context: ssl.SSLContext,
+    server_name: str,
+    phases: dict[str, float],
+) -> asyncio.Transport:
+    started = time.perf_counter()
+    tls = await asyncio.get_running_loop().start_tls(transport, protocol, context, server_hostname=server_name)
+    if tls is None:
+        raise ProbeFailure(Reason.TLS, "TLS handshake did not complete")
+    phases["tls"] = time.perf_counter() - started
+    return tls

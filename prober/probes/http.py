@@ -1,0 +1,207 @@
+"""``http``: an application's liveness/readiness endpoint answers with the expected status and body.
+
+Probe traffic goes through aiohttp's client (see README, "Why aiohttp"): one shared session, a fresh
+TCP connection per run, per-phase timings from aiohttp's trace hooks. Reads are capped at
+``MAX_BODY`` bytes; a larger body is a ``protocol`` failure.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import AfterValidator, Field, SecretStr
+
+from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.models import ReadableFile, TargetBase
+from prober.probes._context import HttpPhases, ProbeContext
+from prober.probes._tls import cert_facts, fetch_unverified_cert, peer_cert_der
+from prober.status import Reason, Result, State, degraded, ok, unhealthy
+
+MAX_BODY = 1 << 20  # 1 MiB
+MAX_REDIRECTS = 10
+OK_WORDS = frozenset({"ok", "up", "pass", "healthy", "passing"})
+DEGRADED_WORDS = frozenset({"degraded", "warn", "warning"})
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {url!r}")
+    return url
+
+
+class HttpTarget(TargetBase):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("bearer_token",)
+
+    kind: Literal["http"]
+    url: Annotated[str, AfterValidator(_check_url)]
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    bearer_token: SecretStr | None = None
+    follow_redirects: bool = False
+    ca_file: ReadableFile | None = None
+    insecure_skip_verify: bool = False
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(default=None, min_length=1)
+    body_contains: str | None = None
+    body_status_field: str | None = None
+
+
+def _classify(exc: BaseException) -> ProbeFailure | None:
+    """aiohttp's exceptions -> the fixed reasons."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return ProbeFailure(Reason.DNS, f"name resolution failed: {describe(exc.os_error)}")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return ProbeFailure(Reason.TLS, f"certificate verification failed: {describe(exc.certificate_error)}")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return ProbeFailure(Reason.TLS, f"TLS error: {describe(exc)}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return classify_os_error(exc.os_error)
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return ProbeFailure(Reason.PROTOCOL, f"more than {MAX_REDIRECTS} redirects")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
+    if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line, oversized header, ...
+        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {exc.message or describe(exc)}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ProbeFailure(Reason.PROTOCOL, f"invalid response body: {describe(exc)}")
+    if isinstance(exc, aiohttp.ClientError):
+        return ProbeFailure(Reason.PROTOCOL, describe(exc))
+    return None
+
+
+def _headers(target: HttpTarget) -> dict[str, str]:
+    headers = {name: value.get_secret_value() for name, value in target.headers.items()}
+    if target.bearer_token is not None:
+        headers["Authorization"] = f"Bearer {target.bearer_token.get_secret_value()}"
+    return headers
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(65536):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ProbeFailure(Reason.PROTOCOL, f"response body larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _tls_failure(target: HttpTarget, ctx: ProbeContext, exc: BaseException) -> ProbeFailure:
+    """A failed handshake still reports the certificate's expiry (read without verification)."""
+    failure = _classify(exc) or classify_os_error(exc) or ProbeFailure(Reason.TLS, describe(exc))
+    parts = urlsplit(target.url)
+    host = parts.hostname or ""
+    der = await fetch_unverified_cert(
+        host, parts.port or 443, host, ctx.ssl_context(verify=False), within=target.timeout / 2
+    )
+    if der is not None:
+        facts = cert_facts(der)
+        failure.details = {"certificate": facts}
+        failure.gauges = {"tls_cert_not_after_timestamp_seconds": facts["not_after_timestamp"]}
+    return failure
+
+
+def _field(document: Any, path: str) -> Any:
+    """The value at a dotted path (``info.database.status``, ``checks.0.status``) in a JSON document."""
+    value = document
+    for step in path.split("."):
+        if isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            raise ProbeFailure(Reason.ASSERTION, f"field {path!r} not found in the response body")
+    return value
+
+
+def _body_state(value: Any) -> State:
+    if isinstance(value, bool):
+        return State.OK if value else State.UNHEALTHY
+    word = str(value).strip().lower()
+    if word in OK_WORDS:
+        return State.OK
+    return State.DEGRADED if word in DEGRADED_WORDS else State.UNHEALTHY
+
+
+def _status_value(target: HttpTarget, body: bytes) -> Any:
+    assert target.body_status_field is not None
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ProbeFailure(Reason.PROTOCOL, "response body is not valid JSON") from None
+    return _field(document, target.body_status_field)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _judge(target: HttpTarget, status: int, body: bytes) -> Result:
+    expected = status in target.expect_status if target.expect_status else 200 <= status < 400
+    field_value: Any = None
+    if target.body_status_field is not None:
+        try:
+            field_value = _status_value(target, body)
+        except ProbeFailure:
+            if expected:
+                raise
+    if not expected:
+        wanted = ", ".join(map(str, target.expect_status)) if target.expect_status else "2xx/3xx"
+        said = f", {target.body_status_field}={_short(field_value)}" if field_value is not None else ""
+        return unhealthy(Reason.ASSERTION, f"HTTP {status}{said} (expected {wanted})")
+    if target.body_contains is not None and target.body_contains.encode() not in body:
+        return unhealthy(Reason.ASSERTION, f"body does not contain {target.body_contains!r}")
+    if target.body_status_field is None:
+        return ok(f"HTTP {status}")
+    state = _body_state(field_value)
+    said = f"HTTP {status}, {target.body_status_field}={_short(field_value)}"
+    if state is State.OK:
+        return ok(said)
+    if state is State.DEGRADED:
+        return degraded(f"{said}: the application reports itself degraded")
+    return unhealthy(Reason.ASSERTION, said)
+
+
+async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
+    https = target.url.startswith("https:")
+    tls: ssl.SSLContext | bool = (
+        ctx.ssl_context(target.ca_file, verify=not target.insecure_skip_verify) if https else False
+    )
+    trace = HttpPhases(start=time.perf_counter())
+    certificate: dict[str, Any] | None = None
+    try:
+        with driver_errors(_classify):
+            async with ctx.http_session().request(
+                target.method,
+                target.url,
+                headers=_headers(target),
+                allow_redirects=target.follow_redirects,
+                max_redirects=MAX_REDIRECTS,
+                ssl=tls,
+                trace_request_ctx=trace,
+            ) as response:
+                if https and response.connection is not None and response.connection.transport:
+                    der = peer_cert_der(response.connection.transport.get_extra_info("ssl_object"))
+                    certificate = cert_facts(der) if der else None
+                body = await _read_capped(response)
+                status = response.status
+    except ProbeFailure as failure:
+        if https and failure.reason is Reason.TLS and failure.__cause__ is not None:
+            raise await _tls_failure(target, ctx, failure.__cause__) from failure.__cause__
+        raise
+    end = time.perf_counter()
+    result = _judge(target, status, body)
+    result.latency = end - trace.start
+    result.phases = trace.phases(end)
+    result.details["status_code"] = status
+    if certificate is not None:
+        result.details["certificate"] = certificate
+        result.gauges["tls_cert_not_after_timestamp_seconds"] = certificate["not_after_timestamp"]
+    return result

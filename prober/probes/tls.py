@@ -1,0 +1,85 @@
+"""``tls``: handshake, verify chain and hostname, and judge the leaf certificate's expiry."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.models import Address, ReadableFile, TargetBase, split_address
+from prober.probes import _net
+from prober.probes._context import ProbeContext
+from prober.probes._tls import cert_facts, fetch_unverified_cert, peer_cert_der
+from prober.status import Reason, Result, degraded, ok, unhealthy
+
+Days = Annotated[float, Field(ge=0)]
+
+
+class TlsTarget(TargetBase):
+    kind: Literal["tls"]
+    address: Address
+    server_name: str | None = None
+    ca_file: ReadableFile | None = None
+    degraded_days: Days = 14
+    unhealthy_days: Days = 0
+
+
+def _classify(_exc: BaseException) -> None:
+    return None  # sockets and ssl: the shared mapping covers everything
+
+
+def _expiry_note(facts: dict[str, object]) -> str:
+    days = float(facts["days_left"])  # type: ignore[arg-type]
+    return f"expired {-days:.1f} days ago" if days < 0 else f"expires in {days:.1f} days"
+
+
+async def _failed_verification(
+    target: TlsTarget, host: str, port: int, server_name: str, ctx: ProbeContext, exc: ssl.SSLError
+) -> ProbeFailure:
+    """The handshake failed: read the certificate without verifying it, so its expiry is still known."""
+    failure = classify_os_error(exc) or ProbeFailure(Reason.TLS, describe(exc))
+    der = await fetch_unverified_cert(
+        host, port, server_name, ctx.ssl_context(verify=False), within=target.timeout / 2
+    )
+    if der is not None:
+        facts = cert_facts(der)
+        failure.details = facts
+        failure.gauges = {"tls_cert_not_after_timestamp_seconds": facts["not_after_timestamp"]}
+        failure.message = f"{failure.message} (certificate {_expiry_note(facts)})"
+    return failure
+
+
+async def probe(target: TlsTarget, ctx: ProbeContext) -> Result:
+    host, port = split_address(target.address)
+    server_name = target.server_name or host
+    phases: dict[str, float] = {}
+    with driver_errors(_classify):
+        transport, protocol = await _net.connect(host, port, phases)
+    try:
+        tls = await _net.start_tls(transport, protocol, ctx.ssl_context(target.ca_file), server_name, phases)
+    except ssl.SSLError as exc:
+        raise await _failed_verification(target, host, port, server_name, ctx, exc) from exc
+    except BaseException:
+        transport.abort()
+        raise
+    try:
+        ssl_object = tls.get_extra_info("ssl_object")
+        der = peer_cert_der(ssl_object)
+        version = ssl_object.version() if ssl_object is not None else None
+    finally:
+        tls.abort()
+    if der is None:
+        return unhealthy(Reason.TLS, "the server sent no certificate", phases=phases)
+    facts = cert_facts(der)
+    facts["tls_version"] = version
+    gauges = {"tls_cert_not_after_timestamp_seconds": facts["not_after_timestamp"]}
+    days = facts["days_left"]
+    common = {"details": facts, "gauges": gauges, "phases": phases, "latency": sum(phases.values())}
+    note = f"certificate {_expiry_note(facts)}"
+    if days <= target.unhealthy_days:
+        return unhealthy(Reason.TLS, f"{note} (unhealthy at {target.unhealthy_days:g} days)", **common)
+    if days <= target.degraded_days:
+        return degraded(f"{note} (degraded at {target.degraded_days:g} days)", **common)
+    return ok(note, **common)

@@ -1,0 +1,82 @@
+"""Keeping secrets out of logs, metrics, /status and error messages.
+
+Two layers: every secret value the configuration holds is replaced wherever it appears, and the
+password part of anything shaped like a URL with userinfo is masked, so that a driver's error
+message that echoes a connection string (with a secret the config does not know, such as one from
+the environment) is still safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+MASK = "***"
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]*)@")
+_KEY_VALUE = re.compile(
+    r"(?i)\b(?P<key>password|passwd|pwd|secret(?:_key)?|token|authorization)(?P<sep>\s*[=:]\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;&)]+)"
+)
+
+
+class Redactor:
+    """Holds the current set of known secrets; thread-safe to update on reload."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+
+    def update(self, secrets: Iterable[str]) -> None:
+        known = {s for s in secrets if s and len(s) >= 3}
+        with self._lock:
+            # longest first, so that a secret containing another is masked whole
+            self._secrets = tuple(sorted(known | set(self._secrets), key=len, reverse=True))
+
+    def replace(self, secrets: Iterable[str]) -> None:
+        with self._lock:
+            self._secrets = ()
+        self.update(secrets)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+        return _KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}{MASK}", text)
+
+    def deep(self, value: Any) -> Any:
+        """Redact every string inside a JSON-like value."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {k: self.deep(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.deep(v) for v in value]
+        return value
+
+
+REDACTOR = Redactor()
+
+
+def redact_url(url: str) -> str:
+    """Mask the password of a URL with userinfo (for logging a configured URL)."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
+
+
+class RedactingFilter(logging.Filter):
+    """Applied to every handler: the formatted message and traceback never carry a secret."""
+
+    def __init__(self, redactor: Redactor = REDACTOR) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._redactor(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            formatter = logging.Formatter()
+            record.exc_text = self._redactor(formatter.formatException(record.exc_info))
+            record.exc_info = None
+        return True

@@ -1,0 +1,138 @@
+"""Scheduling: one APScheduler job per target.
+
+First runs are spread over a window (at most one interval) so a thousand targets do not fire at
+once; ``max_instances=1`` forbids overlapping runs of one target, and each run is hard-bounded by its
+timeout (shorter than its interval), so a hung peer costs one timeout and delays nobody else. A
+global semaphore bounds concurrent runs (and so open sockets); time spent waiting for it shows in
+``prober_scheduler_lag_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from prober.models import TargetBase
+from prober.probes import ProbeContext
+from prober.runner import run_probe
+from prober.status import Board, Reason, Result, TargetStatus
+
+log = logging.getLogger("prober.scheduler")
+SPREAD_PER_TARGET = 0.01  # seconds of first-run window per target, capped at one interval
+
+
+def _spread(name: str, interval: float, count: int) -> float:
+    """A stable offset in [0, window) for the first run: the same name always gets the same slot."""
+    window = min(interval, max(0.05, count * SPREAD_PER_TARGET))
+    return (zlib.crc32(name.encode()) / 2**32) * window
+
+
+def log_change(status: TargetStatus, before: str, result: Result) -> None:
+    reason = f" reason={result.reason}" if result.reason else ""
+    log.info(
+        "target=%s kind=%s %s -> %s%s latency_ms=%.1f message=%s",
+        status.name,
+        status.kind,
+        before,
+        status.state,
+        reason,
+        (result.latency or 0) * 1000,
+        result.message,
+    )
+
+
+class Scheduler:
+    def __init__(self, board: Board, ctx: ProbeContext, max_concurrency: int) -> None:
+        self.board = board
+        self.ctx = ctx
+        self._gate = asyncio.Semaphore(max_concurrency)
+        self._max_concurrency = max_concurrency
+        self._targets: dict[str, TargetBase] = {}
+        self._anchors: dict[str, float] = {}
+        self._aps = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    @property
+    def running(self) -> bool:
+        return bool(self._aps.running)
+
+    def start(self) -> None:
+        self._aps.start()
+
+    def shutdown(self) -> None:
+        """Stop scheduling and cancel runs in flight."""
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    def set_max_concurrency(self, value: int) -> None:
+        if value != self._max_concurrency:
+            self._gate = asyncio.Semaphore(value)
+            self._max_concurrency = value
+
+    def apply(self, targets: tuple[TargetBase, ...]) -> None:
+        """Adopt a target set: add, remove and reschedule jobs; unchanged targets are left alone."""
+        wanted = {t.name: t for t in targets}
+        self.board.apply(targets)
+        for name in self._targets.keys() - wanted.keys():
+            self._aps.remove_job(name)
+            self._anchors.pop(name, None)
+        now = time.time()
+        for name, target in wanted.items():
+            known = self._targets.get(name)
+            if known is None:
+                self._add(target, now + _spread(name, target.interval, len(wanted)))
+            elif known.interval != target.interval:
+                self._aps.remove_job(name)
+                self._add(target, now + _spread(name, target.interval, len(wanted)))
+        self._targets = wanted
+        self.board.jobs = len(self._aps.get_jobs())
+
+    def _add(self, target: TargetBase, first_run: float) -> None:
+        self._anchors[target.name] = first_run
+        trigger = IntervalTrigger(
+            seconds=target.interval, start_date=datetime.fromtimestamp(first_run, UTC), timezone=UTC
+        )
+        self._aps.add_job(self._run, trigger, args=[target.name], id=target.name, name=target.name)
+
+    def _scheduled_time(self, target: TargetBase, now: float) -> float:
+        anchor = self._anchors.get(target.name, now)
+        if now <= anchor:
+            return anchor
+        return anchor + ((now - anchor) // target.interval) * target.interval
+
+    async def _run(self, name: str) -> None:
+        target = self._targets.get(name)
+        if target is None:
+            return
+        scheduled = self._scheduled_time(target, time.time())
+        async with self._gate:
+            self.board.scheduler_lag.observe(max(0.0, time.time() - scheduled))
+            result = await run_probe(target, self.ctx)
+        current = self._targets.get(name)  # a reload may have changed or removed it meanwhile
+        if current is not None:
+            self.record(current, result)
+
+    def record(self, target: TargetBase, result: Result) -> None:
+        status = self.board.targets.get(target.name)
+        if status is None:
+            return
+        before_state = status.state
+        before_reason = status.last.reason if status.last else None
+        status.record(result, target.failure_threshold, target.success_threshold)
+        if result.reason is Reason.INTERNAL and before_reason is not Reason.INTERNAL:
+            log.error(
+                "target=%s kind=%s internal error in the probe (a bug of the prober)",
+                target.name,
+                target.kind,
+                exc_info=result.error,
+            )
+        if status.state is not before_state:
+            log_change(status, str(before_state), result)

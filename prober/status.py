@@ -1,0 +1,219 @@
+"""The status model: states, failure reasons, probe results, debouncing and aggregation.
+
+A probe run yields a :class:`Result`. Each target keeps a :class:`TargetStatus` that turns the raw
+results into a debounced state (Kubernetes probe semantics: ``failure_threshold`` consecutive
+failures before a target leaves ok/degraded, ``success_threshold`` consecutive successes before it
+returns) and carries the counters the metrics are built from. :func:`overall` aggregates targets
+into the state of the whole application.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prober.models import TargetBase
+
+
+class State(StrEnum):
+    OK = "ok"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+class Reason(StrEnum):
+    """Why a run failed. A fixed, bounded set: it becomes a metric label."""
+
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    DNS = "dns"
+    TLS = "tls"
+    AUTH = "auth"
+    PROTOCOL = "protocol"
+    ASSERTION = "assertion"
+    INTERNAL = "internal"  # a bug of the prober itself: the target becomes unknown, never unhealthy
+
+
+STATES: tuple[State, ...] = tuple(State)
+REASONS: tuple[Reason, ...] = tuple(Reason)
+
+# Gauges a probe may report, with their help text. Only these names are exported, so a probe
+# cannot create unbounded series by accident.
+GAUGES: dict[str, str] = {
+    "replication_lag_seconds": "Replication lag seen by the last run (replicas and secondaries).",
+    "connection_usage_ratio": "Connections in use divided by the connections available.",
+    "memory_usage_ratio": "Memory in use divided by the configured limit.",
+    "tls_cert_not_after_timestamp_seconds": "Expiry (notAfter) of the leaf certificate, even if verification failed.",
+}
+
+# Buckets of prober_probe_duration_seconds and prober_scheduler_lag_seconds.
+DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LAG_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(slots=True)
+class Result:
+    """The outcome of one probe run."""
+
+    state: State
+    reason: Reason | None = None
+    message: str = ""
+    latency: float | None = None  # seconds; filled in by the runner when the probe leaves it out
+    details: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: dns, connect, tls, ...
+    gauges: dict[str, float] = field(default_factory=dict)  # keys from GAUGES
+    info: dict[str, str] = field(default_factory=dict)  # version, role: prober_target_info labels
+    error: BaseException | None = field(default=None, repr=False)  # an internal error, for the log
+
+    @property
+    def reached(self) -> bool:
+        """The target answered correctly (prober_up == 1)."""
+        return self.state in (State.OK, State.DEGRADED)
+
+
+def ok(message: str = "", **kwargs: Any) -> Result:
+    return Result(State.OK, None, message, **kwargs)
+
+
+def degraded(message: str, **kwargs: Any) -> Result:
+    return Result(State.DEGRADED, None, message, **kwargs)
+
+
+def unhealthy(reason: Reason, message: str, **kwargs: Any) -> Result:
+    return Result(State.UNHEALTHY, reason, message, **kwargs)
+
+
+def worst(*results: State) -> State:
+    """The worse of known states (ok < degraded < unhealthy)."""
+    order = {State.OK: 0, State.DEGRADED: 1, State.UNHEALTHY: 2}
+    return max(results, key=lambda s: order.get(s, -1))
+
+
+class Histogram:
+    """A cumulative histogram (kept per target for run latencies, rendered at scrape time)."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        running = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts, strict=True):
+            running += count
+            buckets.append((bound, running))
+        return buckets
+
+
+@dataclass(slots=True)
+class TargetStatus:
+    """Everything the daemon remembers about one target between runs."""
+
+    name: str
+    kind: str
+    critical: bool
+    interval: float = 0.0
+    state: State = State.UNKNOWN
+    last: Result | None = None
+    last_run: float | None = None  # wall-clock time the last run ended
+    last_success: float | None = None  # wall-clock time of the last run that reached the target
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    probes_total: int = 0
+    failures_total: Counter[Reason] = field(default_factory=Counter)
+    internal_errors_total: int = 0
+    histogram: Histogram = field(default_factory=Histogram)
+
+    def record(self, result: Result, failure_threshold: int, success_threshold: int, now: float | None = None) -> State:
+        """Store one run's result, update counters and the debounced state; return the old state."""
+        now = time.time() if now is None else now
+        previous = self.state
+        self.last, self.last_run = result, now
+        self.probes_total += 1
+        if result.latency is not None:
+            self.histogram.observe(result.latency)
+        if result.reason is not None:
+            self.failures_total[result.reason] += 1
+        if result.reason is Reason.INTERNAL:
+            self.internal_errors_total += 1
+        if result.reached:
+            self.last_success = now
+        self.state = self._debounce(result.state, failure_threshold, success_threshold)
+        return previous
+
+    def _debounce(self, raw: State, failure_threshold: int, success_threshold: int) -> State:
+        if raw is State.UNKNOWN:  # the prober's own failure says nothing about the dependency
+            self.consecutive_failures = self.consecutive_successes = 0
+            return State.UNKNOWN
+        if raw is State.UNHEALTHY:
+            self.consecutive_failures += 1
+            self.consecutive_successes = 0
+            if self.state in (State.UNKNOWN, State.UNHEALTHY):
+                return State.UNHEALTHY
+            return State.UNHEALTHY if self.consecutive_failures >= failure_threshold else self.state
+        self.consecutive_successes += 1
+        self.consecutive_failures = 0
+        if self.state is State.UNHEALTHY and self.consecutive_successes < success_threshold:
+            return State.UNHEALTHY
+        return raw
+
+
+def overall(targets: Iterable[TargetStatus]) -> State:
+    """Aggregate: unhealthy if a critical target is unhealthy; degraded if any target is degraded or
+    an optional one is unhealthy; else ok. Unknown targets do not count; unknown if none is known."""
+    seen = State.UNKNOWN
+    for target in targets:
+        if target.state is State.UNKNOWN:
+            continue
+        if target.state is State.UNHEALTHY and target.critical:
+            return State.UNHEALTHY
+        if target.state is State.OK:
+            seen = State.OK if seen is State.UNKNOWN else seen
+        else:  # degraded, or unhealthy but optional
+            seen = State.DEGRADED
+    return seen
+
+
+class Board:
+    """The latest stored results of every target, plus the daemon's own facts. Written by the
+    scheduler, read by the metrics collector and /status; a read never triggers a probe."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, TargetStatus] = {}
+        self.started = time.time()
+        self.reload_successful = True
+        self.reload_success_time: float | None = None
+        self.scheduler_lag = Histogram(LAG_BUCKETS)
+        self.jobs = 0
+
+    def apply(self, targets: Iterable[TargetBase]) -> None:
+        """Adopt a new target set. Unchanged targets keep their state and counters; a target whose
+        kind changed starts afresh; removed targets are forgotten (and so vanish from /metrics)."""
+        fresh: dict[str, TargetStatus] = {}
+        for target in targets:
+            known = self.targets.get(target.name)
+            if known is None or known.kind != target.kind:
+                known = TargetStatus(target.name, target.kind, target.critical)
+            known.critical, known.interval = target.critical, target.interval
+            fresh[target.name] = known
+        self.targets = fresh
+
+    def overall(self) -> State:
+        return overall(self.targets.values())
+
+    def ready(self) -> bool:
+        return all(t.last is not None for t in self.targets.values())
