@@ -155,7 +155,19 @@ def _describe_error(error: ErrorDetails, model: type[BaseModel] | None) -> str:
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) if loc else ""
+    """('targets', 0, 'expect_status', 1) -> 'targets[0].expect_status[1]'."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
 
 
 # --- interpolation and secret files -----------------------------------------------------------
@@ -229,7 +241,7 @@ def _section(document: dict[str, Any], key: str, problems: _Problems) -> dict[st
     if value is None:
         return {}
     if not isinstance(value, dict):
-        problems.add((key,), key, f"expected a mapping, got {type(value).__name__}")
+        problems.add((key,), key, f"expected a mapping, got {_type_name(value)}")
         return {}
     return value
 
@@ -262,7 +274,7 @@ def _validate_target(
     path = ("targets", index)
     where = _target_where(index, raw)
     if not isinstance(raw, dict):
-        problems.add(path, where, f"expected a mapping, got {type(raw).__name__}")
+        problems.add(path, where, f"expected a mapping, got {_type_name(raw)}")
         return None
     kind = raw.get("kind")
     if kind is None:
@@ -308,7 +320,7 @@ def validate(document: Any, source: str, environ: Mapping[str, str], base: Path)
     if document is None:
         document = LineDict()
     if not isinstance(document, dict):
-        raise ConfigError([f"{source}: expected a mapping with 'targets:' at the top, got {type(document).__name__}"])
+        raise ConfigError([f"{source}: expected a mapping with 'targets:' at the top, got {_type_name(document)}"])
     _interpolate(document, environ, problems, ())
     for key in document:
         if key not in TOP_LEVEL_KEYS:
@@ -330,7 +342,7 @@ def validate(document: Any, source: str, environ: Mapping[str, str], base: Path)
     if raw_targets is None:
         raw_targets = []
     if not isinstance(raw_targets, list):
-        problems.add(("targets",), "targets", f"expected a list, got {type(raw_targets).__name__}")
+        problems.add(("targets",), "targets", f"expected a list, got {_type_name(raw_targets)}")
         raw_targets = []
     inheritable = {k: v for k, v in defaults_data.items() if k in TIMING_FIELDS} if defaults else {}
     targets: list[TargetBase] = []

@@ -21,6 +21,9 @@ _KEY_VALUE = re.compile(
 )
 
 
+_SCHEME_TOKEN = re.compile(r"(?i)\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+
+
 class Redactor:
     """Holds the current set of known secrets; thread-safe to update on reload."""
 
@@ -44,6 +47,7 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, MASK)
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+        text = _SCHEME_TOKEN.sub(lambda m: f"{m['scheme']} {MASK}", text)
         return _KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}{MASK}", text)
 
     def deep(self, value: Any) -> Any:

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+from aiohttp.connector import Connection
 
 
 @dataclass(slots=True)
@@ -69,6 +70,24 @@ async def _on_request_end(_s: aiohttp.ClientSession, ctx: SimpleNamespace, _p: A
         phases.headers_received = time.perf_counter()
 
 
+class CertResponse(aiohttp.ClientResponse):
+    """A response that remembers the peer's leaf certificate (DER), read while the connection was open."""
+
+    peer_cert: bytes | None = None
+
+
+class CertRequest(aiohttp.ClientRequest):
+    async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        response = await super().send(conn)
+        transport = conn.transport
+        if isinstance(response, CertResponse) and transport is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                der = ssl_object.getpeercert(binary_form=True)
+                response.peer_cert = der if isinstance(der, bytes) else None
+        return response
+
+
 def _trace_config() -> aiohttp.TraceConfig:
     trace = aiohttp.TraceConfig()
     trace.on_dns_resolvehost_start.append(_on_dns_start)
@@ -102,6 +121,8 @@ class ProbeContext:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None),
                 headers={"User-Agent": "prober"},
+                request_class=CertRequest,
+                response_class=CertResponse,
             )
         return self._session
 

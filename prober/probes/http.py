@@ -18,8 +18,8 @@ from pydantic import AfterValidator, Field, SecretStr
 
 from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
 from prober.models import ReadableFile, TargetBase
-from prober.probes._context import HttpPhases, ProbeContext
-from prober.probes._tls import cert_facts, fetch_unverified_cert, peer_cert_der
+from prober.probes._context import CertResponse, HttpPhases, ProbeContext
+from prober.probes._tls import cert_facts, fetch_unverified_cert
 from prober.status import Reason, Result, State, degraded, ok, unhealthy
 
 MAX_BODY = 1 << 20  # 1 MiB
@@ -187,9 +187,8 @@ async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
                 ssl=tls,
                 trace_request_ctx=trace,
             ) as response:
-                if https and response.connection is not None and response.connection.transport:
-                    der = peer_cert_der(response.connection.transport.get_extra_info("ssl_object"))
-                    certificate = cert_facts(der) if der else None
+                der = response.peer_cert if isinstance(response, CertResponse) else None
+                certificate = cert_facts(der) if der else None
                 body = await _read_capped(response)
                 status = response.status
     except ProbeFailure as failure:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ssl
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.errors import ProbeFailure, driver_errors
 from prober.models import Address, ReadableFile, TargetBase, split_address
 from prober.probes import _net
 from prober.probes._context import ProbeContext
@@ -35,20 +34,16 @@ def _expiry_note(facts: dict[str, object]) -> str:
     return f"expired {-days:.1f} days ago" if days < 0 else f"expires in {days:.1f} days"
 
 
-async def _failed_verification(
-    target: TlsTarget, host: str, port: int, server_name: str, ctx: ProbeContext, exc: ssl.SSLError
-) -> ProbeFailure:
+async def _add_unverified_cert(
+    failure: ProbeFailure, target: TlsTarget, host: str, port: int, server_name: str, ctx: ProbeContext
+) -> None:
     """The handshake failed: read the certificate without verifying it, so its expiry is still known."""
-    failure = classify_os_error(exc) or ProbeFailure(Reason.TLS, describe(exc))
-    der = await fetch_unverified_cert(
-        host, port, server_name, ctx.ssl_context(verify=False), within=target.timeout / 2
-    )
+    der = await fetch_unverified_cert(host, port, server_name, ctx.ssl_context(verify=False), within=target.timeout / 2)
     if der is not None:
         facts = cert_facts(der)
         failure.details = facts
         failure.gauges = {"tls_cert_not_after_timestamp_seconds": facts["not_after_timestamp"]}
         failure.message = f"{failure.message} (certificate {_expiry_note(facts)})"
-    return failure
 
 
 async def probe(target: TlsTarget, ctx: ProbeContext) -> Result:
@@ -58,9 +53,13 @@ async def probe(target: TlsTarget, ctx: ProbeContext) -> Result:
     with driver_errors(_classify):
         transport, protocol = await _net.connect(host, port, phases)
     try:
-        tls = await _net.start_tls(transport, protocol, ctx.ssl_context(target.ca_file), server_name, phases)
-    except ssl.SSLError as exc:
-        raise await _failed_verification(target, host, port, server_name, ctx, exc) from exc
+        with driver_errors(_classify):
+            tls = await _net.start_tls(transport, protocol, ctx.ssl_context(target.ca_file), server_name, phases)
+    except ProbeFailure as failure:
+        transport.abort()
+        if failure.reason is Reason.TLS:
+            await _add_unverified_cert(failure, target, host, port, server_name, ctx)
+        raise
     except BaseException:
         transport.abort()
         raise

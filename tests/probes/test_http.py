@@ -1,0 +1,148 @@
+"""The http probe against real HTTP servers on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from prober.probes import ProbeContext
+from prober.probes.http import HttpTarget
+from prober.runner import run_probe
+from prober.status import Reason, Result, State
+from tests.peers.web import TOKEN, Peers
+
+
+def target(url: str, **fields: Any) -> HttpTarget:
+    return HttpTarget.model_validate({"name": "web", "kind": "http", "url": url, "timeout": "2s", **fields})
+
+
+async def probe(url: str, ctx: ProbeContext, **fields: Any) -> Result:
+    return await run_probe(target(url, **fields), ctx)
+
+
+@pytest.mark.parametrize(
+    ("path", "fields", "state", "reason", "message"),
+    [
+        ("/nest/ok", {"body_status_field": "status"}, State.OK, None, "status=ok"),
+        ("/nest/degraded", {"body_status_field": "status"}, State.DEGRADED, None, "status=degraded"),
+        ("/nest/unhealthy", {"body_status_field": "status"}, State.UNHEALTHY, Reason.ASSERTION, "HTTP 503"),
+        ("/spring/up", {"body_status_field": "status"}, State.OK, None, "status=UP"),
+        ("/spring/down", {"body_status_field": "status"}, State.UNHEALTHY, Reason.ASSERTION, "status=DOWN"),
+        ("/nested", {"body_status_field": "info.db.status"}, State.OK, None, "info.db.status=up"),
+        ("/nested", {"body_status_field": "checks.0.status"}, State.DEGRADED, None, "checks.0.status=warn"),
+        ("/nested", {"body_status_field": "info.cache.status"}, State.UNHEALTHY, Reason.ASSERTION, "not found"),
+        ("/plain", {}, State.OK, None, "HTTP 200"),
+        ("/plain", {"body_contains": "OK"}, State.OK, None, "HTTP 200"),
+        ("/plain", {"body_contains": "READY"}, State.UNHEALTHY, Reason.ASSERTION, "does not contain"),
+        ("/plain", {"body_status_field": "status"}, State.UNHEALTHY, Reason.PROTOCOL, "not valid JSON"),
+        ("/code/500", {}, State.UNHEALTHY, Reason.ASSERTION, "HTTP 500 (expected 2xx/3xx)"),
+        ("/code/204", {"expect_status": [200]}, State.UNHEALTHY, Reason.ASSERTION, "expected 200"),
+        ("/code/418", {"expect_status": [418]}, State.OK, None, "HTTP 418"),
+        ("/redirect", {}, State.OK, None, "HTTP 302"),
+        ("/redirect", {"follow_redirects": True, "expect_status": [200]}, State.OK, None, "HTTP 200"),
+        ("/redirect-loop", {"follow_redirects": True}, State.UNHEALTHY, Reason.PROTOCOL, "redirects"),
+        ("/huge", {}, State.UNHEALTHY, Reason.PROTOCOL, "larger than 1048576 bytes"),
+        ("/endless", {}, State.UNHEALTHY, Reason.PROTOCOL, "larger than 1048576 bytes"),
+        ("/invalid-json", {"body_status_field": "status"}, State.UNHEALTHY, Reason.PROTOCOL, "not valid JSON"),
+        ("/deep-json", {"body_status_field": "status"}, State.UNHEALTHY, Reason.PROTOCOL, "not valid JSON"),
+        ("/big-header", {}, State.UNHEALTHY, Reason.PROTOCOL, "invalid HTTP response"),
+        ("/auth", {}, State.UNHEALTHY, Reason.ASSERTION, "HTTP 401"),
+        ("/auth", {"bearer_token": TOKEN, "body_status_field": "status"}, State.OK, None, "status=ok"),
+    ],
+)
+async def test_http_answers(
+    peers: Peers,
+    ctx: ProbeContext,
+    path: str,
+    fields: dict[str, Any],
+    state: State,
+    reason: Reason | None,
+    message: str,
+) -> None:
+    result = await probe(peers.url(path), ctx, **fields)
+    assert (result.state, result.reason) == (state, reason), result.message
+    assert message in result.message
+    assert result.latency is not None and 0 < result.latency < 2
+
+
+async def test_phases_and_details(peers: Peers, ctx: ProbeContext) -> None:
+    result = await probe(peers.url("/nest/ok"), ctx, body_status_field="status")
+    assert result.details["status_code"] == 200
+    assert set(result.phases) >= {"connect", "request", "body"}
+    assert all(0 <= seconds < 1 for seconds in result.phases.values())
+
+
+async def test_slow_answer_is_degraded(peers: Peers, ctx: ProbeContext) -> None:
+    result = await probe(peers.url("/slow?ms=300"), ctx, degraded_latency="100ms")
+    assert result.state is State.DEGRADED
+    assert "slow answer" in result.message and "> 100ms" in result.message
+    assert result.latency is not None and result.latency >= 0.3
+
+
+async def test_fast_answer_under_the_latency_limit_is_ok(peers: Peers, ctx: ProbeContext) -> None:
+    result = await probe(peers.url("/plain"), ctx, degraded_latency="1s")
+    assert result.state is State.OK
+
+
+@pytest.mark.parametrize(
+    ("server", "reason", "message"),
+    [
+        ("hang", Reason.TIMEOUT, "no answer within 500ms"),
+        ("trickle", Reason.TIMEOUT, "no answer within 500ms"),
+        ("closed", Reason.REFUSED, "connection refused"),
+        ("garbage", Reason.PROTOCOL, "invalid HTTP response"),
+        ("close", Reason.PROTOCOL, "closed the connection"),
+    ],
+)
+async def test_broken_servers(peers: Peers, ctx: ProbeContext, server: str, reason: Reason, message: str) -> None:
+    result = await run_probe(target(f"http://{peers.address(server)}/health", timeout="500ms"), ctx)
+    assert (result.state, result.reason) == (State.UNHEALTHY, reason), result.message
+    assert message in result.message
+    assert result.latency is not None and result.latency < 1.5  # hard-bounded by the timeout
+
+
+async def test_dns_failure(ctx: ProbeContext) -> None:
+    result = await probe("http://no-such-host.invalid/health", ctx)
+    assert (result.state, result.reason) == (State.UNHEALTHY, Reason.DNS), result.message
+
+
+async def test_https_with_ca_file_reports_the_certificate(peers: Peers, ctx: ProbeContext) -> None:
+    result = await probe(peers.url("/nest/ok", "https"), ctx, ca_file=str(peers.certs.ca_file))
+    assert result.state is State.OK, result.message
+    certificate = result.details["certificate"]
+    assert 364 < certificate["days_left"] <= 365
+    assert result.gauges["tls_cert_not_after_timestamp_seconds"] == certificate["not_after_timestamp"]
+
+
+async def test_https_with_unknown_ca_is_tls_failure(peers: Peers, ctx: ProbeContext) -> None:
+    result = await probe(peers.url("/nest/ok", "https"), ctx)
+    assert (result.state, result.reason) == (State.UNHEALTHY, Reason.TLS)
+    assert "certificate verification failed" in result.message
+    assert "tls_cert_not_after_timestamp_seconds" in result.gauges  # read without verification
+
+
+async def test_https_expired_certificate_still_exports_its_date(peers: Peers, ctx: ProbeContext) -> None:
+    result = await probe(peers.url("/plain", "https-expired"), ctx, ca_file=str(peers.certs.ca_file))
+    assert (result.state, result.reason) == (State.UNHEALTHY, Reason.TLS)
+    assert "expired" in result.message
+    assert result.details["certificate"]["days_left"] < 0
+    assert (
+        result.gauges["tls_cert_not_after_timestamp_seconds"] < result.details["certificate"]["not_after_timestamp"] + 1
+    )
+
+
+async def test_insecure_skip_verify(peers: Peers, ctx: ProbeContext) -> None:
+    result = await probe(peers.url("/plain", "https-expired"), ctx, insecure_skip_verify=True)
+    assert result.state is State.OK
+
+
+async def test_header_values_never_reach_the_result(peers: Peers, ctx: ProbeContext) -> None:
+    from prober.redact import REDACTOR
+
+    secret = "canary-header-value-123"
+    http_target = target(peers.url("/echo-headers"), headers={"X-Api-Key": secret}, body_contains="nothing-like-it")
+    REDACTOR.replace(http_target.secrets())
+    result = await run_probe(http_target, ctx)
+    assert result.reason is Reason.ASSERTION
+    assert secret not in repr(result)
