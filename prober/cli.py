@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", parents=[common], help="run the daemon until SIGTERM/SIGINT")
     run.add_argument("--listen", help="override server.listen (host:port)")
+    run.add_argument(
+        "--shard",
+        help="probe only this replica's share of the targets: INDEX/COUNT (default: $PROBER_SHARD, "
+        "or $PROBER_SHARD_INDEX (a number or a StatefulSet pod name) with $PROBER_SHARD_COUNT)",
+    )
     commands.add_parser("check-config", parents=[common], help="validate the config; exit 0, or 2 with every problem")
     once = commands.add_parser(
         "once",
@@ -161,10 +166,16 @@ def once(path: str | None, as_json: bool) -> int:
     return NAGIOS[overall]
 
 
-def run(path: str | None, listen: str | None) -> int:
+def run(path: str | None, listen: str | None, shard_spec: str | None) -> int:
+    from prober import shard
     from prober.daemon import Daemon
 
-    daemon = Daemon(path, listen=listen)
+    try:
+        chosen = shard.parse(shard_spec) if shard_spec else shard.from_environment(os.environ)
+    except ValueError as exc:
+        print(f"--shard: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+    daemon = Daemon(path, listen=listen, shard=chosen)
     try:
         config = daemon.load()
     except ConfigError as exc:
@@ -188,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo(args.listen)
         if args.command == "healthcheck":
             return asyncio.run(_healthcheck(args.url, args.timeout))
-        return run(args.config, args.listen)
+        return run(args.config, args.listen, args.shard)
     except KeyboardInterrupt:
         return 130
 

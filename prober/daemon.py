@@ -4,6 +4,7 @@ or POST /-/reload and a graceful stop on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import contextlib
 import logging
 import os
@@ -23,6 +24,7 @@ from prober.probes import ProbeContext
 from prober.redact import REDACTOR
 from prober.scheduler import Scheduler
 from prober.server import Api
+from prober.shard import Shard
 from prober.status import Board
 
 log = logging.getLogger("prober")
@@ -38,8 +40,15 @@ def _raise_fd_limit() -> None:
 
 
 class Daemon:
-    def __init__(self, cli_path: str | None, environ: Mapping[str, str] | None = None, listen: str | None = None):
+    def __init__(
+        self,
+        cli_path: str | None,
+        environ: Mapping[str, str] | None = None,
+        listen: str | None = None,
+        shard: Shard | None = None,
+    ):
         self.cli_path = cli_path
+        self.shard = shard
         self.environ = dict(os.environ if environ is None else environ)
         self.listen_override = listen
         self.board = Board()
@@ -51,7 +60,14 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
 
     def load(self) -> Config:
-        return config_module.load(self.cli_path, self.environ)
+        """The config, keeping only this replica's share of the targets when sharded."""
+        config = config_module.load(self.cli_path, self.environ)
+        self.board.configured_targets = len(config.targets)
+        if self.shard is None:
+            return config
+        mine = tuple(self.shard.select(config.targets))
+        log.info("shard %s: probing %d of %d targets", self.shard, len(mine), len(config.targets))
+        return dataclasses.replace(config, targets=mine)
 
     def _adopt(self, config: Config) -> None:
         REDACTOR.replace(config.secrets())

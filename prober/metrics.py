@@ -121,7 +121,10 @@ class ProberCollector(Collector):
                 "When the config was last loaded successfully.",
                 value=board.reload_success_time,
             )
-        yield GaugeMetricFamily("prober_targets", "Configured targets.", value=float(len(board.targets)))
+        yield GaugeMetricFamily("prober_targets", "Targets this process probes.", value=float(len(board.targets)))
+        yield GaugeMetricFamily(
+            "prober_config_targets", "Targets in the config (all shards).", value=float(board.configured_targets)
+        )
         yield GaugeMetricFamily("prober_scheduler_jobs", "Scheduled probe jobs.", value=float(board.jobs))
         lag = HistogramMetricFamily(
             "prober_scheduler_lag_seconds",

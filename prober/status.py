@@ -199,6 +199,7 @@ class Board:
         self.reload_success_time: float | None = None
         self.scheduler_lag = Histogram(LAG_BUCKETS)
         self.jobs = 0
+        self.configured_targets = 0  # in the config, before sharding
 
     def apply(self, targets: Iterable[TargetBase]) -> None:
         """Adopt a new target set. Unchanged targets keep their state and counters; a target whose
