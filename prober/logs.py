@@ -43,3 +43,5 @@ def setup(fmt: str = "text", level: str = "info") -> None:
     # APScheduler logs every job run at INFO; aiohttp logs every request: keep them for warnings.
     for noisy in ("apscheduler", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # skipped runs are counted and logged by the prober itself (prober_skipped_runs_total)
+    logging.getLogger("apscheduler.scheduler").setLevel(max(logging.ERROR, root.level))

@@ -50,6 +50,9 @@ class ProberCollector(Collector):
         internal = CounterMetricFamily(
             "prober_internal_errors", "Runs that ended in an internal error of the prober.", labels=TK
         )
+        skipped = CounterMetricFamily(
+            "prober_skipped_runs", "Runs skipped because the previous run had not ended (max_concurrency).", labels=TK
+        )
         reason_info = GaugeMetricFamily(
             "prober_failure_reason_info",
             "Reason of the last run's failure (present while it fails).",
@@ -73,6 +76,7 @@ class ProberCollector(Collector):
                 status.add_metric([*labels, state.value], 1.0 if t.state is state else 0.0)
             probes.add_metric(labels, float(t.probes_total))
             internal.add_metric(labels, float(t.internal_errors_total))
+            skipped.add_metric(labels, float(t.skipped_runs_total))
             for reason, count in t.failures_total.items():
                 failures.add_metric([*labels, reason.value], float(count))
             last = t.last
@@ -94,7 +98,7 @@ class ProberCollector(Collector):
                 if name in gauges:
                     gauges[name].add_metric(labels, value)
 
-        yield from (up, status, critical, duration, phases, probes, failures, internal, reason_info)
+        yield from (up, status, critical, duration, phases, probes, failures, internal, skipped, reason_info)
         yield from (last_success, last_run, interval, target_info, *gauges.values())
         yield from self._daemon_metrics()
 

@@ -15,6 +15,7 @@ import time
 import zlib
 from datetime import UTC, datetime
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -59,6 +60,7 @@ class Scheduler:
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+        self._aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
 
     @property
     def running(self) -> bool:
@@ -100,7 +102,22 @@ class Scheduler:
         trigger = IntervalTrigger(
             seconds=target.interval, start_date=datetime.fromtimestamp(first_run, UTC), timezone=UTC
         )
-        self._aps.add_job(self._run, trigger, args=[target.name], id=target.name, name=target.name)
+        self._aps.add_job(self.run_target, trigger, args=[target.name], id=target.name, name=target.name)
+
+    def _skipped(self, event: JobEvent) -> None:
+        """A run came due while the previous one still waited for a slot (max_concurrency reached):
+        counted per target and logged on the first skip, never dropped silently."""
+        status = self.board.targets.get(event.job_id)
+        if status is None:
+            return
+        status.skipped_runs_total += 1
+        if status.skipped_runs_total == 1:
+            log.warning(
+                "target=%s kind=%s a run was skipped: the previous one had not started or ended by the next "
+                "interval (max_concurrency reached?); see prober_skipped_runs_total",
+                status.name,
+                status.kind,
+            )
 
     def _scheduled_time(self, target: TargetBase, now: float) -> float:
         anchor = self._anchors.get(target.name, now)
@@ -108,7 +125,8 @@ class Scheduler:
             return anchor
         return anchor + ((now - anchor) // target.interval) * target.interval
 
-    async def _run(self, name: str) -> None:
+    async def run_target(self, name: str) -> None:
+        """One scheduled run of a target: wait for a slot, probe, record."""
         target = self._targets.get(name)
         if target is None:
             return

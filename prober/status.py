@@ -136,6 +136,7 @@ class TargetStatus:
     probes_total: int = 0
     failures_total: Counter[Reason] = field(default_factory=Counter)
     internal_errors_total: int = 0
+    skipped_runs_total: int = 0
     histogram: Histogram = field(default_factory=Histogram)
 
     def record(self, result: Result, failure_threshold: int, success_threshold: int, now: float | None = None) -> State:
