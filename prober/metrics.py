@@ -6,6 +6,7 @@ the contract (dashboards and alert rules depend on them): see README, "Metrics".
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from collections.abc import Iterator
 
@@ -138,6 +139,14 @@ class ProberCollector(Collector):
         lag.add_metric([], buckets=board.scheduler_lag.cumulative(), sum_value=board.scheduler_lag.total)
         yield lag
         yield GaugeMetricFamily("prober_start_time_seconds", "When the daemon started.", value=board.started)
+        yield GaugeMetricFamily("prober_event_loop_tasks", "asyncio tasks alive in the daemon.", value=_tasks())
+
+
+def _tasks() -> float:
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # no running loop (rendered outside the daemon)
+        return 0.0
 
 
 def make_registry(board: Board) -> CollectorRegistry:

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.daemon import Daemon
+from tests.reliability.test_isolation import client_sockets
 from tests.helpers import require
 from tests.peers.web import Peers
 
@@ -207,7 +208,10 @@ def test_sigterm_with_hanging_probes_exits_0_quickly(peers: Peers, tmp_path: Pat
     )
     config = write(tmp_path / "p.yaml", f"defaults: {{interval: 30s, timeout: 20s}}\ntargets:\n{hanging}")
     running = Daemon(config)
-    time.sleep(1.0)  # the runs are in flight, waiting on peers that never answer
+    port = peers.ports["hang"]
+    running.wait_until(lambda: client_sockets(port) >= 20, what="20 runs in flight")
+    tasks = Path(f"/proc/{running.process.pid}/task").glob("*/children")
+    assert all(not path.read_text().strip() for path in tasks)  # the daemon starts no child processes
     started = time.monotonic()
     running.signal(signal.SIGTERM)
     code = running.process.wait(10)
@@ -216,6 +220,8 @@ def test_sigterm_with_hanging_probes_exits_0_quickly(peers: Peers, tmp_path: Pat
     assert code == 0, running.log()
     assert elapsed < 5, elapsed
     assert "stopped" in running.log()
+    assert client_sockets(port) == 0  # every connection it had open is closed
+    assert not Path(f"/proc/{running.process.pid}").exists()
 
 
 def test_state_changes_are_logged_once(daemon: Daemon) -> None:
