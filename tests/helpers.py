@@ -56,3 +56,17 @@ def require(binary: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(f"{binary} is required in CI (scripts/test.sh installs it)")
     pytest.skip(f"{binary} is not installed (scripts/test.sh installs it)")
+
+
+def client_sockets(port: int) -> int:
+    """Open client connections to a loopback port (ESTABLISHED or SYN_SENT), from /proc/net/tcp."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                if remote_port == port and fields[3] in ("01", "02"):
+                    count += 1
+    return count

@@ -13,8 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.daemon import Daemon
-from tests.reliability.test_isolation import client_sockets
-from tests.helpers import require
+from tests.helpers import client_sockets, require
 from tests.peers.web import Peers
 
 

@@ -16,6 +16,7 @@ from prober.probes.tcp import TcpTarget
 from prober.probes.tls import TlsTarget
 from prober.scheduler import Scheduler
 from prober.status import Board, Histogram, Reason
+from tests.helpers import client_sockets
 from tests.peers.web import Peers
 
 
@@ -94,20 +95,6 @@ async def test_hung_half_does_not_delay_the_healthy_half(peers: Peers, ctx: Prob
         f"start lag p99 <= {p99 * 1000:.0f} ms (bucket bound)"
     )
     assert p99 <= 0.25  # generous: the goal is 100 ms; the figure is printed
-
-
-def client_sockets(port: int) -> int:
-    """Open client connections to a loopback port (ESTABLISHED or SYN_SENT), from /proc/net/tcp."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as lines:
-            next(lines)
-            for line in lines:
-                fields = line.split()
-                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-                if remote_port == port and fields[3] in ("01", "02"):
-                    count += 1
-    return count
 
 
 async def test_max_concurrency_bounds_sockets_and_waits_are_measured(peers: Peers, ctx: ProbeContext) -> None:
