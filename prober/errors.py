@@ -48,12 +48,15 @@ class ProbeFailure(ProberError):
 Classifier = Callable[[BaseException], ProbeFailure | None]
 
 
+def shorten(text: str, limit: int = 300) -> str:
+    """One line of at most ``limit`` characters (a peer's words can be long, binary or multi-line)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def describe(exc: BaseException) -> str:
     """A short one-line description of a driver exception: its own words, else its type."""
-    text = " ".join(str(exc).split())
-    if not text:
-        return type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    return shorten(str(exc)) or type(exc).__name__
 
 
 def classify_os_error(exc: BaseException) -> ProbeFailure | None:

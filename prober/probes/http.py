@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import AfterValidator, Field, SecretStr
 
-from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors, shorten
 from prober.models import ReadableFile, TargetBase
 from prober.probes._context import CertResponse, HttpPhases, ProbeContext
 from prober.probes._tls import cert_facts, fetch_unverified_cert
@@ -66,7 +66,7 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
     if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line, oversized header, ...
-        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {exc.message or describe(exc)}")
+        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {shorten(str(exc.message)) or describe(exc)}")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProbeFailure(Reason.PROTOCOL, f"invalid response body: {describe(exc)}")
     if isinstance(exc, aiohttp.ClientError):

@@ -99,6 +99,7 @@ async def test_broken_servers(peers: Peers, ctx: ProbeContext, server: str, reas
     result = await run_probe(target(f"http://{peers.address(server)}/health", timeout="500ms"), ctx)
     assert (result.state, result.reason) == (State.UNHEALTHY, reason), result.message
     assert message in result.message
+    assert len(result.message) <= 320 and "\n" not in result.message  # short, one line, whatever the peer sent
     assert result.latency is not None and result.latency < 1.5  # hard-bounded by the timeout
 
 
