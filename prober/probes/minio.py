@@ -1,0 +1,439 @@
+"""``minio``: MinIO's cluster health endpoints, and real S3 work through minio-py.
+
+Two independent checks, each optional:
+
+* ``health_endpoints`` (default on): the unauthenticated ``/minio/health/live``, ``/minio/health/cluster``
+  and, when the cluster has no write quorum, ``/minio/health/cluster/read``, through the shared aiohttp
+  session. Their status codes and ``x-minio-*`` headers (write/read quorum, healing drives, server status)
+  decide ok/degraded/unhealthy and are reported in the details.
+* S3 with the configured keys (any S3-compatible store; switch the health endpoints off for a store that
+  is not MinIO): with a ``bucket``, list at most one key of it (the bucket must exist and the keys must be
+  accepted); with ``canary_object``, also write a small object, read it back, compare and delete it. With
+  keys but no bucket, ``ListBuckets`` proves that the keys are accepted.
+
+minio-py is synchronous, so the S3 part runs in the context's worker pool (``ctx.run_blocking``) with its
+own urllib3 pool per run (a fresh connection, closed afterwards), retries disabled and every request's
+connect and read timeouts bounded by what is left of the target's ``timeout``: the worker thread finishes
+at about the same time as the run, even when the peer never answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
+from xml.etree.ElementTree import ParseError
+
+import aiohttp
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.helpers import check_bucket_name
+from pydantic import AfterValidator, SecretStr, model_validator
+from urllib3 import BaseHTTPResponse
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.models import ReadableFile, TargetBase
+from prober.probes._context import ProbeContext
+from prober.status import Reason, Result, degraded, ok
+
+LIVE = "/minio/health/live"
+CLUSTER = "/minio/health/cluster"
+CLUSTER_READ = "/minio/health/cluster/read"
+CANARY_PREFIX = "prober-canary/"
+CANARY_MAX_READ = 64 * 1024
+# S3 error codes that mean the keys, or what they may do, were refused: reason auth.
+AUTH_CODES = frozenset(
+    {
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "AuthorizationHeaderMalformed",
+        "InvalidSecurity",
+        "XMinioInvalidIAMCredentials",
+    }
+)
+BAD_KEY_CODES = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken"})
+
+
+def _check_endpoint(endpoint: str) -> str:
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected http://host:port or https://host:port, got {endpoint!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("put the keys in access_key and secret_key, not in the endpoint")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"expected only scheme, host and port (no path or query), got {endpoint!r}")
+    _ = parts.port  # raises ValueError for an invalid port
+    return endpoint.rstrip("/")
+
+
+def _check_bucket(name: str) -> str:
+    check_bucket_name(name)  # minio-py's own rules, so the client never rejects a name mid-run
+    return name
+
+
+BucketName = Annotated[str, AfterValidator(_check_bucket)]
+
+
+class MinioTarget(TargetBase):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("secret_key",)
+
+    kind: Literal["minio"]
+    endpoint: Annotated[str, AfterValidator(_check_endpoint)]
+    access_key: str | None = None
+    secret_key: SecretStr | None = None
+    bucket: BucketName | None = None
+    canary_object: bool = False
+    health_endpoints: bool = True
+    ca_file: ReadableFile | None = None
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.access_key is None) != (self.secret_key is None):
+            raise ValueError("set both access_key and secret_key (or secret_key_file), or neither")
+        if self.canary_object and self.bucket is None:
+            raise ValueError("canary_object needs a bucket")
+        if not self.health_endpoints and self.bucket is None and self.access_key is None:
+            raise ValueError("with health_endpoints: false, set a bucket or keys: there is nothing else to check")
+        return self
+
+
+# --- one place for every driver exception -----------------------------------------------------
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    return exc.__cause__ or exc.__context__
+
+
+def _classify_urllib3(exc: HTTPError) -> ProbeFailure:
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:  # only when a Retry object is in play
+        return _classify(exc.reason) or ProbeFailure(Reason.PROTOCOL, describe(exc.reason))
+    if isinstance(exc, NameResolutionError):  # before NewConnectionError, its base
+        cause = _cause(exc)
+        return ProbeFailure(Reason.DNS, f"name resolution failed: {describe(cause) if cause else describe(exc)}")
+    if isinstance(exc, NewConnectionError):  # before ConnectTimeoutError, its base
+        cause = _cause(exc)
+        found = classify_os_error(cause) if cause is not None else None
+        return found or ProbeFailure(Reason.REFUSED, "connection failed")
+    if isinstance(exc, ConnectTimeoutError):
+        return ProbeFailure(Reason.TIMEOUT, "connect timed out")
+    if isinstance(exc, ReadTimeoutError):
+        return ProbeFailure(Reason.TIMEOUT, "no answer from S3 within the timeout")
+    if isinstance(exc, SSLError):
+        inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else _cause(exc)
+        found = classify_os_error(inner) if inner is not None else None
+        return found or ProbeFailure(Reason.TLS, f"TLS error: {describe(exc)}")
+    if isinstance(exc, ProtocolError):
+        inner = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], BaseException) else None
+        if type(inner).__name__ == "RemoteDisconnected":
+            return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
+        if type(inner).__name__ in ("BadStatusLine", "LineTooLong", "UnknownProtocol"):
+            return ProbeFailure(Reason.PROTOCOL, "invalid HTTP response (not an S3 server?)")
+        return ProbeFailure(Reason.PROTOCOL, f"connection broken: {describe(inner or exc)}")
+    return ProbeFailure(Reason.PROTOCOL, f"HTTP error: {describe(exc)}")
+
+
+def _classify_s3(exc: S3Error) -> ProbeFailure:
+    code = exc.code or "unknown"
+    said = f"{code}: {exc.message}" if exc.message else code
+    details = {"s3_error": code}
+    if code in AUTH_CODES:
+        hint = "" if code not in BAD_KEY_CODES else " (check access_key and secret_key)"
+        return ProbeFailure(Reason.AUTH, f"S3 refused the request: {said}{hint}", details)
+    if code == "NoSuchBucket":
+        return ProbeFailure(Reason.ASSERTION, f"bucket {exc.bucket_name!r} does not exist", details)
+    return ProbeFailure(Reason.PROTOCOL, f"S3 error {said}", details)
+
+
+def _classify_aiohttp(exc: aiohttp.ClientError) -> ProbeFailure:
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return ProbeFailure(Reason.DNS, f"name resolution failed: {describe(exc.os_error)}")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return ProbeFailure(Reason.TLS, f"certificate verification failed: {describe(exc.certificate_error)}")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return ProbeFailure(Reason.TLS, f"TLS error: {describe(exc)}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return classify_os_error(exc.os_error) or ProbeFailure(Reason.REFUSED, describe(exc))
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
+    if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line, oversized header, ...
+        first = exc.message.strip().splitlines()[0].rstrip(":") if exc.message.strip() else describe(exc)
+        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {first[:120]} (not an HTTP server?)")
+    if isinstance(exc, aiohttp.ClientOSError):
+        return classify_os_error(exc) or ProbeFailure(Reason.PROTOCOL, describe(exc))
+    return ProbeFailure(Reason.PROTOCOL, f"HTTP error: {describe(exc)}")
+
+
+def _classify(exc: BaseException) -> ProbeFailure | None:
+    """minio-py, urllib3 and aiohttp exceptions -> the fixed reasons."""
+    if isinstance(exc, S3Error):
+        return _classify_s3(exc)
+    if isinstance(exc, ServerError):
+        return ProbeFailure(Reason.PROTOCOL, f"S3 server error: HTTP {exc.status_code}")
+    if isinstance(exc, InvalidResponseError):
+        return ProbeFailure(Reason.PROTOCOL, f"not an S3 answer: {describe(exc)[:160]}")
+    if isinstance(exc, ParseError):
+        return ProbeFailure(Reason.PROTOCOL, "not an S3 answer: the response is not valid XML")
+    if isinstance(exc, ValueError) and str(exc).startswith("XML element"):  # minio-py's XML reader
+        return ProbeFailure(Reason.PROTOCOL, f"not an S3 answer: {describe(exc)}")
+    if isinstance(exc, HTTPError):
+        return _classify_urllib3(exc)
+    if isinstance(exc, aiohttp.ClientError):
+        return _classify_aiohttp(exc)
+    return None
+
+
+# --- health endpoints --------------------------------------------------------------------------
+
+
+def _int_header(headers: Any, name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class _Health:
+    details: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # degraded findings
+    write_quorum: bool = True
+
+
+async def _get(ctx: ProbeContext, target: MinioTarget, path: str) -> tuple[int, Any]:
+    tls = ctx.ssl_context(target.ca_file) if target.endpoint.startswith("https:") else False
+    async with ctx.http_session().get(target.endpoint + path, ssl=tls, allow_redirects=False) as response:
+        return response.status, response.headers
+
+
+def _note_headers(details: dict[str, Any], headers: Any) -> None:
+    for header, key in (
+        ("x-minio-write-quorum", "write_quorum"),
+        ("x-minio-read-quorum", "read_quorum"),
+        ("x-minio-healing-drives", "healing_drives"),
+    ):
+        number = _int_header(headers, header)
+        if number is not None:
+            details[key] = number
+    if (defaults := headers.get("x-minio-storage-class-defaults")) is not None:
+        details["storage_class_defaults"] = defaults.lower() == "true"
+    if (status := headers.get("x-minio-server-status")) is not None:
+        details["server_status"] = status[:64]
+
+
+async def _check_health(target: MinioTarget, ctx: ProbeContext) -> _Health:
+    health = _Health()
+    details = health.details
+    with driver_errors(_classify):
+        live, headers = await _get(ctx, target, LIVE)
+    details["live_status"] = live
+    if server := headers.get("Server"):
+        details["server"] = server[:64]
+    _note_headers(details, headers)
+    if live != 200:
+        hint = " (not MinIO? set health_endpoints: false)" if live == 404 else ""
+        raise ProbeFailure(Reason.ASSERTION, f"{LIVE} answered HTTP {live}{hint}", {"health": details})
+    with driver_errors(_classify):
+        cluster, headers = await _get(ctx, target, CLUSTER)
+    details["cluster_status"] = cluster
+    _note_headers(details, headers)
+    if cluster != 200:
+        health.write_quorum = False
+        with driver_errors(_classify):
+            read, headers = await _get(ctx, target, CLUSTER_READ)
+        details["cluster_read_status"] = read
+        _note_headers(details, headers)
+        status = f", server status {details['server_status']}" if "server_status" in details else ""
+        if read != 200:
+            raise ProbeFailure(
+                Reason.ASSERTION,
+                f"no read quorum: {CLUSTER_READ} answered HTTP {read}{status}",
+                {"health": details},
+            )
+        health.problems.append(f"no write quorum ({CLUSTER} answered HTTP {cluster}{status})")
+    healing = details.get("healing_drives", 0)
+    if healing > 0:
+        health.problems.append(f"{healing} drive{'s' if healing != 1 else ''} healing")
+    return health
+
+
+# --- S3 through minio-py, in a worker thread ---------------------------------------------------
+
+
+class _BudgetPool(urllib3.PoolManager):
+    """A urllib3 pool whose every request is bounded by what is left of the run's time budget, with
+    retries and redirects off: minio-py passes no timeout of its own, so this one applies."""
+
+    def __init__(self, deadline: float, **kwargs: Any) -> None:
+        super().__init__(num_pools=1, maxsize=1, retries=False, **kwargs)
+        self.deadline = deadline
+
+    def urlopen(  # type: ignore[override]  # the same override urllib3's PoolManager makes
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> BaseHTTPResponse:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the run's time budget is spent")
+        kw["timeout"] = urllib3.Timeout(connect=left, read=left)
+        kw["retries"] = False
+        return super().urlopen(method, url, redirect=False, **kw)
+
+
+@dataclass(slots=True)
+class _S3Outcome:
+    phases: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    canary_mismatch: bool = False
+
+
+def _timed(outcome: _S3Outcome, phase: str, call: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    try:
+        return call()
+    finally:
+        outcome.phases[phase] = time.perf_counter() - start
+
+
+def _read_object(client: Minio, bucket: str, key: str) -> bytes:
+    response = client.get_object(bucket, key)
+    try:
+        return bytes(response.read(CANARY_MAX_READ))
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def _canary(client: Minio, target: MinioTarget, outcome: _S3Outcome) -> None:
+    assert target.bucket is not None
+    bucket = target.bucket
+    token = secrets.token_hex(8)
+    key = f"{CANARY_PREFIX}{target.name}-{token}"
+    payload = f"prober canary {target.name} {token} {time.time():.3f}\n".encode()
+    outcome.details["canary_object"] = key
+    outcome.details["canary_bytes"] = len(payload)
+    _timed(outcome, "canary_put", lambda: client.put_object(bucket, key, io.BytesIO(payload), len(payload)))
+    try:
+        read_back = _timed(outcome, "canary_get", lambda: _read_object(client, bucket, key))
+    except Exception:
+        with contextlib.suppress(Exception):  # try to clean up, but report the read's failure
+            client.remove_object(bucket, key)
+        raise
+    outcome.canary_mismatch = read_back != payload
+    _timed(outcome, "canary_delete", lambda: client.remove_object(bucket, key))
+
+
+def _s3_work(target: MinioTarget, deadline: float, canary: bool) -> _S3Outcome:
+    """The blocking part (runs in a worker thread). Raises the driver's exceptions."""
+    parts = urlsplit(target.endpoint)
+    https = parts.scheme == "https"
+    pool_kwargs: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": target.ca_file} if https else {}
+    pool = _BudgetPool(deadline, **pool_kwargs)
+    outcome = _S3Outcome()
+    try:
+        client = Minio(
+            parts.netloc,
+            access_key=target.access_key,
+            secret_key=target.secret_key.get_secret_value() if target.secret_key is not None else None,
+            secure=https,
+            region=target.region,
+            http_client=pool,
+        )
+        if target.bucket is None:
+            buckets = _timed(outcome, "auth", _list_buckets(client))
+            outcome.details["buckets_visible"] = buckets
+            return outcome
+        bucket = target.bucket
+        _timed(outcome, "bucket", lambda: next(iter(client.list_objects(bucket, prefix=CANARY_PREFIX)), None))
+        outcome.details["bucket"] = bucket
+        if canary:
+            _canary(client, target, outcome)
+        return outcome
+    finally:
+        pool.clear()  # close the run's connection
+
+
+def _list_buckets(client: Minio) -> Callable[[], int | None]:
+    def call() -> int | None:
+        try:
+            return len(client.list_buckets())
+        except S3Error as exc:
+            if exc.code == "AccessDenied":  # the signature was accepted; the key may just not list buckets
+                return None
+            raise
+
+    return call
+
+
+def _s3_budget(target: MinioTarget, started: float) -> float:
+    """The worker's deadline: a little before the runner's, so a silent peer reads as our own timeout."""
+    return started + max(target.timeout - 0.25, target.timeout * 0.8)
+
+
+# --- the probe ---------------------------------------------------------------------------------
+
+
+async def probe(target: MinioTarget, ctx: ProbeContext) -> Result:
+    started = time.monotonic()
+    begin = time.perf_counter()
+    deadline = _s3_budget(target, started)
+    phases: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    problems: list[str] = []
+    said: list[str] = []
+    write_quorum = True
+    if target.health_endpoints:
+        health = await _check_health(target, ctx)
+        phases["health"] = time.perf_counter() - begin
+        details["health"] = health.details
+        problems += health.problems
+        write_quorum = health.write_quorum
+        if not health.problems:
+            quorum = health.details.get("write_quorum")
+            said.append("cluster healthy" + (f" (write quorum {quorum})" if quorum is not None else ""))
+    if target.bucket is not None or target.access_key is not None:
+        canary = target.canary_object and write_quorum
+        if target.canary_object and not write_quorum:
+            details["canary"] = "skipped: no write quorum"
+        try:
+            with driver_errors(_classify):
+                outcome: _S3Outcome = await ctx.run_blocking(_s3_work, target, deadline, canary)
+        except ProbeFailure as failure:  # keep what the health endpoints said
+            failure.details = {**details, **failure.details}
+            raise
+        phases.update(outcome.phases)
+        details.update(outcome.details)
+        if outcome.canary_mismatch:
+            raise ProbeFailure(Reason.ASSERTION, "canary object read back differs from what was written", details)
+        if target.bucket is None:
+            said.append("keys accepted")
+            if outcome.details.get("buckets_visible") is None:
+                details["note"] = "the key may not list buckets (AccessDenied); its signature was accepted"
+        else:
+            said.append(f"bucket {target.bucket!r} readable" + (", canary round trip ok" if canary else ""))
+    latency = time.perf_counter() - begin
+    if problems:
+        return degraded("; ".join(problems), details=details, phases=phases, latency=latency)
+    return ok("; ".join(said), details=details, phases=phases, latency=latency)
