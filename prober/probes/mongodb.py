@@ -1,0 +1,465 @@
+"""``mongodb``: an authenticated client gets ``ping`` and ``hello``, and the replica set is not quietly failing.
+
+One fresh ``AsyncMongoClient`` per run, closed in ``finally``. pymongo's defaults would wait 30 s for
+server selection and 20 s to connect, and retry reads and writes once; here every operation of the run
+shares one deadline (``pymongo.timeout``) inside the target's timeout, the client's own timeouts are that
+deadline too, and ``retryReads``/``retryWrites`` are off.
+
+pymongo keeps retrying an unreachable server until server selection gives up, so a stopped server would
+only be reported when the whole budget is spent. The run stops waiting as soon as every known server
+has failed its check (seen in the client's topology description), and the reason is read from that
+check's error. pymongo's monitor
+strips those errors of their cause (``monitor._sanitize``), so the refused/dns/tls/timeout decision
+is made from the exception type and its message.
+
+Phases: ``connect`` (server selection, TCP/TLS, handshake and authentication of the first connection,
+up to pymongo's CMAP ``connection_ready`` event) and ``query`` (``ping``, ``hello``, ``buildInfo`` and,
+on a replica set member, ``replSetGetStatus``).
+
+A single-host ``mongodb://`` URI without ``replicaSet``/``directConnection``/``loadBalanced`` is probed
+with ``directConnection=true``: the member named is the member judged (role, state), not whichever member
+pymongo would discover. Commands go with read preference ``primaryPreferred`` (``secondaryPreferred``
+for ``role: secondary``), so that a set without a primary is reported as such rather than as a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import pymongo
+from pydantic import AfterValidator, SecretStr, model_validator
+from pymongo import AsyncMongoClient, ReadPreference
+from pymongo.errors import (
+    AutoReconnect,
+    ConfigurationError,
+    ConnectionFailure,
+    NotPrimaryError,
+    OperationFailure,
+    ProtocolError,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+from pymongo.monitoring import (
+    ConnectionCheckedInEvent,
+    ConnectionCheckedOutEvent,
+    ConnectionCheckOutFailedEvent,
+    ConnectionCheckOutStartedEvent,
+    ConnectionClosedEvent,
+    ConnectionCreatedEvent,
+    ConnectionPoolListener,
+    ConnectionReadyEvent,
+    PoolClearedEvent,
+    PoolClosedEvent,
+    PoolCreatedEvent,
+    PoolReadyEvent,
+)
+from pymongo.read_preferences import _ServerMode
+from pymongo.topology_description import TopologyDescription
+from pymongo.uri_parser import parse_uri
+
+from prober.errors import ProbeFailure, describe, driver_errors
+from prober.models import Duration, ReadableFile, TargetBase, format_duration
+from prober.probes._context import ProbeContext
+from prober.status import Reason, Result, degraded, ok, unhealthy
+
+BUDGET_SHARE = 0.9  # of the target's timeout, for the whole run; the rest is left for close()
+POLL_INTERVAL = 0.025  # seconds between looks at the topology while the first command waits
+CLOSE_BUDGET = 0.5  # seconds for endSessions on close(); errors there are ignored by pymongo
+BAD_MEMBER_STATES = frozenset({"RECOVERING", "DOWN", "ROLLBACK", "UNKNOWN"})
+AUTH_CODES = frozenset({11, 13, 18, 334})  # UserNotFound, Unauthorized, AuthenticationFailed, MechanismUnavailable
+UNAUTHORIZED = 13
+SRV_ONLY = frozenset({"srvservicename", "srvmaxhosts"})
+NOT_PERMITTED = "replSetGetStatus not permitted for this user (needs clusterMonitor): member states and lag unknown"
+
+
+def _split_uri(uri: str) -> tuple[str, list[str], dict[str, str]]:
+    """``mongodb[+srv]://[user[:password]@]host[:port][,host...]/[db][?options]`` -> scheme, hosts, options
+    (option names lower-cased). Only what the probe needs; pymongo parses the URI for real."""
+    parts = urlsplit(uri)
+    hosts = parts.netloc.rpartition("@")[2]
+    options = {key.lower(): value for key, value in parse_qsl(parts.query, keep_blank_values=True)}
+    return parts.scheme, [h for h in hosts.split(",") if h], options
+
+
+def _check_uri(uri: str) -> str:
+    scheme, hosts, options = _split_uri(uri)
+    if scheme not in ("mongodb", "mongodb+srv") or not hosts:
+        raise ValueError("expected a mongodb:// or mongodb+srv:// URI with a host")
+    if scheme == "mongodb+srv" and (len(hosts) != 1 or ":" in hosts[0]):
+        raise ValueError("a mongodb+srv:// URI names exactly one host, without a port")
+    # pymongo checks hosts and options without I/O on a mongodb:// URI (an SRV URI would be resolved):
+    # check an SRV URI's other options the same way.
+    plain = uri
+    if scheme == "mongodb+srv":
+        parts = urlsplit(uri)
+        kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SRV_ONLY]
+        plain = parts._replace(scheme="mongodb", query=urlencode(kept)).geturl()
+    try:
+        parse_uri(plain)
+    except (PyMongoError, ValueError) as exc:
+        raise ValueError(f"invalid MongoDB URI: {describe(exc)}") from None
+    return uri
+
+
+class MongodbTarget(TargetBase):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
+
+    kind: Literal["mongodb"]
+    uri: Annotated[str, AfterValidator(_check_uri)]
+    password: SecretStr | None = None  # overrides the URI's password
+    role: Literal["primary", "secondary", "any"] = "any"
+    max_replication_lag: Duration = 30.0
+    ca_file: ReadableFile | None = None  # like tlsCAFile: setting it turns TLS on
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> MongodbTarget:
+        if self.password is not None and not urlsplit(self.uri).username:
+            raise ValueError("password is set but the URI names no user (mongodb://USER@host/...)")
+        return self
+
+
+# --- pymongo's exceptions -> the fixed reasons ------------------------------------------------
+
+# The monitor's errors reach us as "host:port: <socket error> (configured timeouts: ...)", their cause removed.
+_MESSAGE_REASONS: tuple[tuple[re.Pattern[str], Reason, str, bool], ...] = (
+    (re.compile(r"Connection refused|\[Errno 111\]"), Reason.REFUSED, "connection refused", False),
+    (
+        re.compile(
+            r"Name or service not known|nodename nor servname|Temporary failure in name resolution|"
+            r"No address associated with hostname|getaddrinfo failed|\[Errno -[235]\]"
+        ),
+        Reason.DNS,
+        "name resolution failed",
+        True,
+    ),
+    (re.compile(r"timed out"), Reason.TIMEOUT, "timed out", False),
+    (
+        re.compile(r"CERTIFICATE_VERIFY_FAILED|\bSSL\b|\bTLS\b|certificate", re.IGNORECASE),
+        Reason.TLS,
+        "TLS error",
+        True,
+    ),
+    (
+        re.compile(r"connection (is )?(already )?closed|Connection reset|Broken pipe|EOF occurred", re.IGNORECASE),
+        Reason.PROTOCOL,
+        "connection closed by the server",
+        False,
+    ),
+    (
+        re.compile(r"No route to host|Network is unreachable|\[Errno 11[03]\]"),
+        Reason.REFUSED,
+        "host unreachable",
+        False,
+    ),
+)
+_TIMEOUT_DETAILS = re.compile(r"\s*\(configured timeouts:[^)]*\)")
+_ADDRESS = re.compile(r"^(?P<address>\[?[\w.:%-]+\]?:\d+): (?P<said>.*)$")
+
+
+def _server_error(exc: BaseException) -> ProbeFailure:
+    """One server's connection error (from the monitor or from a pool connection): "host:port: what happened"."""
+    text = _TIMEOUT_DETAILS.sub("", describe(exc))
+    match = _ADDRESS.match(text)
+    where, said = (f"{match['address']}: ", match["said"]) if match else ("", text)
+    if isinstance(exc, ProtocolError):
+        return ProbeFailure(Reason.PROTOCOL, f"{where}not a MongoDB answer ({said})")
+    if getattr(exc, "timeout", False):
+        return ProbeFailure(Reason.TIMEOUT, f"{where}timed out")
+    for pattern, reason, summary, with_detail in _MESSAGE_REASONS:
+        if pattern.search(said):
+            return ProbeFailure(reason, f"{where}{summary} ({said})" if with_detail else f"{where}{summary}")
+    return ProbeFailure(Reason.PROTOCOL, f"{where}{said}")
+
+
+class _Unreachable(Exception):
+    """Every server pymongo knows of failed its check (``errors``, never empty): stop waiting for server selection."""
+
+    def __init__(self, errors: list[Exception]) -> None:
+        super().__init__("; ".join(describe(e) for e in errors))
+        self.errors = errors
+
+
+def _classify(exc: BaseException) -> ProbeFailure | None:
+    """pymongo's exceptions -> the fixed reasons."""
+    if isinstance(exc, _Unreachable):
+        return _server_error(exc.errors[0])
+    if isinstance(exc, ServerSelectionTimeoutError):
+        # No check finished in time, or servers answered but none can be selected. The message ends with
+        # the topology description, holding each server's last error.
+        head, _, rest = str(exc).partition(", Timeout:")
+        failure = _server_error(AutoReconnect(rest))
+        if failure.reason in (Reason.PROTOCOL, Reason.TIMEOUT):
+            return ProbeFailure(
+                Reason.TIMEOUT,
+                f"no server could be selected in time: {_TIMEOUT_DETAILS.sub('', describe(Exception(head)))}",
+            )
+        return failure
+    if isinstance(exc, OperationFailure):
+        name = (exc.details or {}).get("codeName") or f"code {exc.code}"
+        said = (exc.details or {}).get("errmsg") or describe(exc)
+        if exc.code == UNAUTHORIZED:
+            return ProbeFailure(Reason.AUTH, f"not authorized: {said} ({name})")
+        if exc.code in AUTH_CODES:
+            return ProbeFailure(Reason.AUTH, f"authentication failed: {said} ({name})")
+        if exc.timeout:
+            return ProbeFailure(Reason.TIMEOUT, f"the server gave up: {said} ({name})")
+        return ProbeFailure(Reason.ASSERTION, f"command failed: {said} ({name})")
+    if isinstance(exc, NotPrimaryError):
+        return ProbeFailure(Reason.ASSERTION, f"the member refuses the command: {describe(exc)}")
+    if isinstance(exc, ConnectionFailure | ProtocolError):  # AutoReconnect, NetworkTimeout, WaitQueueTimeoutError
+        return _server_error(exc)
+    if isinstance(exc, PyMongoError) and exc.timeout:
+        return ProbeFailure(Reason.TIMEOUT, f"timed out: {describe(exc)}")
+    if isinstance(exc, ConfigurationError):
+        text = describe(exc)
+        if re.search(r"DNS|nameserver|resolution lifetime|SRV|TXT record", text):
+            return ProbeFailure(Reason.DNS, f"SRV lookup failed: {text}")
+        # e.g. a server whose wire version this pymongo does not speak
+        return ProbeFailure(Reason.PROTOCOL, text)
+    return None
+
+
+# --- listening to pymongo: when to stop waiting, when the connection was ready ----------------------
+
+
+class _Watch(ConnectionPoolListener):
+    """Notes when the first connection is ready (connected, handshaken and authenticated: CMAP's
+    ``connection_ready``), which ends the ``connect`` phase. CMAP events are published synchronously."""
+
+    def __init__(self) -> None:
+        self.ready_at: float | None = None
+
+    def connection_ready(self, event: ConnectionReadyEvent) -> None:
+        if self.ready_at is None:
+            self.ready_at = time.perf_counter()
+
+    def pool_created(self, event: PoolCreatedEvent) -> None:
+        pass
+
+    def pool_ready(self, event: PoolReadyEvent) -> None:
+        pass
+
+    def pool_cleared(self, event: PoolClearedEvent) -> None:
+        pass
+
+    def pool_closed(self, event: PoolClosedEvent) -> None:
+        pass
+
+    def connection_created(self, event: ConnectionCreatedEvent) -> None:
+        pass
+
+    def connection_closed(self, event: ConnectionClosedEvent) -> None:
+        pass
+
+    def connection_check_out_started(self, event: ConnectionCheckOutStartedEvent) -> None:
+        pass
+
+    def connection_check_out_failed(self, event: ConnectionCheckOutFailedEvent) -> None:
+        pass
+
+    def connection_checked_out(self, event: ConnectionCheckedOutEvent) -> None:
+        pass
+
+    def connection_checked_in(self, event: ConnectionCheckedInEvent) -> None:
+        pass
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def _client(target: MongodbTarget, watch: _Watch, budget: float) -> AsyncMongoClient[dict[str, Any]]:
+    scheme, hosts, options = _split_uri(target.uri)
+    budget_ms = max(1, int(budget * 1000))
+    kwargs: dict[str, Any] = {
+        "serverSelectionTimeoutMS": budget_ms,
+        "connectTimeoutMS": budget_ms,
+        "timeoutMS": budget_ms,
+        "retryReads": False,
+        "retryWrites": False,
+        "appname": "prober",
+        "event_listeners": [watch],
+    }
+    single = scheme == "mongodb" and len(hosts) == 1
+    if single and not {"replicaset", "directconnection", "loadbalanced"} & options.keys():
+        kwargs["directConnection"] = True
+    if target.password is not None:
+        kwargs["password"] = target.password.get_secret_value()
+    if target.ca_file is not None:
+        kwargs["tlsCAFile"] = target.ca_file
+    return AsyncMongoClient(target.uri, **kwargs)
+
+
+def _unreachable(described: TopologyDescription) -> list[Exception]:
+    """The check errors of every server pymongo knows of, when all of them failed; else nothing."""
+    servers = list(described.server_descriptions().values())
+    if not servers or described.has_known_servers:
+        return []
+    errors = [s.error for s in servers if s.error is not None]
+    return errors if len(errors) == len(servers) else []
+
+
+async def _first_command(client: AsyncMongoClient[dict[str, Any]], mode: _ServerMode) -> dict[str, Any]:
+    """``ping``, the run's first command (server selection, connection, auth). pymongo would keep retrying
+    unreachable servers until server selection times out; stop as soon as every server failed its check.
+    The topology description is polled: pymongo publishes topology events from a queue once a second."""
+    command = asyncio.ensure_future(client.admin.command("ping", read_preference=mode))
+    try:
+        while True:
+            done, _ = await asyncio.wait({command}, timeout=POLL_INTERVAL)
+            if done:
+                return command.result()
+            errors = _unreachable(client.topology_description)
+            if errors:
+                raise _Unreachable(errors)
+    finally:
+        if not command.done():
+            command.cancel()
+            await asyncio.gather(command, return_exceptions=True)
+
+
+async def _optional(
+    client: AsyncMongoClient[dict[str, Any]], name: str, mode: _ServerMode
+) -> tuple[dict[str, Any] | None, OperationFailure | None]:
+    """A command the server may refuse (not permitted, not a replica set) without failing the run."""
+    try:
+        return await client.admin.command(name, read_preference=mode), None
+    except OperationFailure as exc:
+        if exc.code in AUTH_CODES - {UNAUTHORIZED} or exc.timeout:
+            raise
+        return None, exc
+
+
+def _role(hello: dict[str, Any]) -> str:
+    if hello.get("msg") == "isdbgrid":
+        return "mongos"
+    if hello.get("setName"):
+        if hello.get("isWritablePrimary") or hello.get("ismaster"):
+            return "primary"
+        if hello.get("secondary"):
+            return "secondary"
+        return "arbiter" if hello.get("arbiterOnly") else "other"
+    if hello.get("isreplicaset"):
+        return "other"  # a member whose replica set config is not loaded yet
+    return "standalone" if hello.get("isWritablePrimary") or hello.get("ismaster") else "other"
+
+
+def _optime(member: dict[str, Any]) -> datetime | None:
+    found = member.get("optimeDate")
+    if not isinstance(found, datetime):
+        optime = member.get("optime")
+        stamp = optime.get("ts") if isinstance(optime, dict) else None
+        found = getattr(stamp, "as_datetime", lambda: None)()
+    if isinstance(found, datetime):
+        return found if found.tzinfo else found.replace(tzinfo=UTC)
+    return None
+
+
+def _members(status: dict[str, Any]) -> tuple[list[dict[str, Any]], float | None]:
+    """replSetGetStatus -> a summary per member, and the largest secondary lag behind the primary."""
+    members = [m for m in status.get("members", []) if isinstance(m, dict)]
+    primary = next((_optime(m) for m in members if m.get("stateStr") == "PRIMARY"), None)
+    summary: list[dict[str, Any]] = []
+    worst_lag: float | None = None
+    for member in members:
+        entry: dict[str, Any] = {"name": str(member.get("name", "?")), "state": str(member.get("stateStr", "?"))}
+        if "health" in member:
+            entry["health"] = member["health"]
+        optime = _optime(member)
+        if member.get("stateStr") == "SECONDARY" and primary is not None and optime is not None:
+            lag = max(0.0, (primary - optime).total_seconds())
+            entry["lag_seconds"] = round(lag, 3)
+            worst_lag = lag if worst_lag is None else max(worst_lag, lag)
+        summary.append(entry)
+    return summary, worst_lag
+
+
+def _judge(target: MongodbTarget, hello: dict[str, Any], status: dict[str, Any] | None, note: str | None) -> Result:
+    role = _role(hello)
+    set_name = hello.get("setName")
+    details: dict[str, Any] = {"role": role}
+    if hello.get("me"):
+        details["member"] = str(hello["me"])
+    if set_name:
+        details["set_name"] = str(set_name)
+        if hello.get("primary"):
+            details["primary"] = str(hello["primary"])
+    gauges: dict[str, float] = {}
+    lag: float | None = None
+    members: list[dict[str, Any]] = []
+    if status is not None:
+        members, lag = _members(status)
+        details["members"] = members
+        if lag is not None:
+            details["replication_lag_seconds"] = round(lag, 3)
+            gauges["replication_lag_seconds"] = lag
+    elif set_name:
+        details["members"] = [{"name": str(h)} for h in hello.get("hosts", [])]
+    if note:
+        details["replication_status"] = note
+    common: dict[str, Any] = {"details": details, "gauges": gauges}
+    where = f"{role} of {set_name}" if set_name else role
+    if set_name and role != "primary" and not hello.get("primary"):
+        return unhealthy(Reason.ASSERTION, f"replica set {set_name} has no writable primary", **common)
+    wanted = {"primary": role in ("primary", "standalone", "mongos"), "secondary": role == "secondary"}
+    if not wanted.get(target.role, True):
+        return unhealthy(Reason.ASSERTION, f"expected a {target.role}, the server is {where}", **common)
+    problems = [
+        f"member {m['name']} is {m['state']}"
+        if m["state"] in BAD_MEMBER_STATES
+        else f"member {m['name']} is unhealthy ({m['state']}, health {m['health']})"
+        for m in members
+        if m["state"] in BAD_MEMBER_STATES or m.get("health", 1) != 1
+    ]
+    problems += [
+        f"secondary {m['name']} lags {m['lag_seconds']:g}s (limit {format_duration(target.max_replication_lag)})"
+        for m in members
+        if m.get("lag_seconds", 0) > target.max_replication_lag
+    ]
+    if role == "other" and not problems:
+        problems.append("the member is neither primary nor secondary (starting up or recovering)")
+    if problems:
+        return degraded(f"{where}: " + "; ".join(problems), **common)
+    healthy = f", {len(members)} members healthy" if members else ""
+    return ok(f"{where}{healthy}", **common)
+
+
+async def probe(target: MongodbTarget, ctx: ProbeContext) -> Result:
+    budget = target.timeout * BUDGET_SHARE
+    mode = ReadPreference.SECONDARY_PREFERRED if target.role == "secondary" else ReadPreference.PRIMARY_PREFERRED
+    watch = _Watch()
+    started = time.perf_counter()
+    client: AsyncMongoClient[dict[str, Any]] | None = None
+    try:
+        with driver_errors(_classify), pymongo.timeout(budget):
+            client = _client(target, watch, budget)
+            await _first_command(client, mode)
+            connected = watch.ready_at or time.perf_counter()
+            hello = await client.admin.command("hello", read_preference=mode)
+            build, _ = await _optional(client, "buildInfo", mode)
+            status: dict[str, Any] | None = None
+            note: str | None = None
+            if hello.get("setName"):
+                status, refused = await _optional(client, "replSetGetStatus", mode)
+                if refused is not None and refused.code == UNAUTHORIZED:
+                    note = NOT_PERMITTED
+                elif refused is not None:
+                    note = f"replSetGetStatus failed: {(refused.details or {}).get('codeName') or refused.code}"
+        end = time.perf_counter()
+    finally:
+        if client is not None:
+            with pymongo.timeout(CLOSE_BUDGET):
+                await client.close()
+    result = _judge(target, hello, status, note)
+    version = str(build.get("version")) if build and build.get("version") else None
+    if version:
+        result.details = {"version": version, **result.details}
+        result.info["version"] = version
+    result.info["role"] = result.details["role"]
+    result.latency = end - started
+    result.phases = {"connect": connected - started, "query": end - connected}
+    return result
