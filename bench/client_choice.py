@@ -19,10 +19,10 @@ import httpx
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
-from bench.nginx import Nginx  # noqa: E402
-from prober.probes import ProbeContext  # noqa: E402
-from prober.probes.http import HttpTarget  # noqa: E402
-from prober.runner import run_probe  # noqa: E402
+from bench.nginx import Nginx
+from prober.probes import ProbeContext
+from prober.probes.http import HttpTarget
+from prober.runner import run_probe
 
 CONCURRENCY = 10
 

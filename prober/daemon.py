@@ -4,8 +4,8 @@ or POST /-/reload and a graceful stop on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import contextlib
+import dataclasses
 import logging
 import os
 import resource

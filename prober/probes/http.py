@@ -66,7 +66,9 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
     if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line, oversized header, ...
-        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {shorten(str(exc.message), 200) or describe(exc)}")
+        return ProbeFailure(
+            Reason.PROTOCOL, f"invalid HTTP response: {shorten(str(exc.message), 200) or describe(exc)}"
+        )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProbeFailure(Reason.PROTOCOL, f"invalid response body: {describe(exc)}")
     if isinstance(exc, aiohttp.ClientError):
