@@ -240,3 +240,28 @@ def test_json_logs(peers: Peers, tmp_path: Path) -> None:
         running.stop()
     lines = [json.loads(line) for line in running.log().splitlines() if line.strip()]
     assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+
+
+def test_two_shards_split_the_targets(peers: Peers, tmp_path: Path) -> None:
+    names = [f"svc-{i}" for i in range(12)]
+    lines = "".join(f"  - {{name: {n}, kind: tcp, address: '{peers.address('http')}'}}\n" for n in names)
+    config = write(tmp_path / "p.yaml", f"targets:\n{lines}")
+    shards = [Daemon(config, "--shard", f"{index}/2") for index in range(2)]
+    try:
+        seen = [set(shard.status()[1]["checks"]) for shard in shards]
+        assert seen[0] | seen[1] == set(names) and not seen[0] & seen[1]
+        for shard, mine in zip(shards, seen, strict=True):
+            text = shard.metrics()
+            assert value(text, "prober_targets") == len(mine)
+            assert value(text, "prober_config_targets") == len(names)
+    finally:
+        for shard in shards:
+            shard.stop()
+
+
+def test_bad_shard_is_a_clean_error(tmp_path: Path) -> None:
+    from tests.helpers import run_cli
+
+    done = run_cli("run", "-c", str(write(tmp_path / "p.yaml", "targets: []\n")), "--shard", "2/2")
+    assert done.returncode == 2
+    assert "--shard: shard index must be in 0..1" in done.stderr
