@@ -11,6 +11,7 @@ from prober import config
 from prober.errors import ConfigError
 from prober.probes.http import HttpTarget
 from prober.probes.tcp import TcpTarget
+from prober.probes.tls import TlsTarget
 from tests.helpers import ROOT, run_cli
 
 INVALID = ROOT / "tests" / "configs" / "invalid"
@@ -147,7 +148,8 @@ def test_zero_config_default_from_the_environment() -> None:
     names = {t.name: t for t in loaded.targets}
     assert set(names) == {"app-ready", "app-live", "tls-example.com", "tls-api.example.com"}
     assert names["tls-api.example.com"].critical is False
-    assert names["tls-example.com"].address == "example.com:443"
+    tls_target = names["tls-example.com"]
+    assert isinstance(tls_target, TlsTarget) and tls_target.address == "example.com:443"
 
 
 def test_zero_config_with_nothing_set_has_no_targets() -> None:

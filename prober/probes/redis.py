@@ -1,0 +1,586 @@
+"""``redis``: an authenticated client gets PONG and an INFO that shows no quiet failure.
+
+One fresh connection per run (redis-py's low-level ``redis.asyncio.Connection``: no pool, no
+retries, RESP2 so that any Redis from 2.6 on and its forks answer), closed in ``finally``. Phases:
+``sentinel`` (when the master is discovered through Sentinel), ``connect`` (TCP and TLS), ``auth``
+(AUTH and SELECT) and ``query`` (PING, INFO and, on a cluster node, CLUSTER INFO).
+
+redis-py 8.1's client defaults retry a failed command 10 times with backoff and wait 5 s per socket
+operation. Here every step runs under one deadline inside the target's timeout, the socket
+timeouts are that deadline too, and the connection's retry policy is ``Retry(NoBackoff(), 0)``:
+``Retry.call_with_retry`` re-raises once ``failures > retries``, so 0 means a single attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal, Self
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AfterValidator, Field, SecretStr, model_validator
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    InvalidResponse,
+    MasterDownError,
+    NoPermissionError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.models import Address, ReadableFile, TargetBase, format_duration, split_address
+from prober.probes._context import ProbeContext
+from prober.status import Reason, Result, State, degraded, ok
+
+DEFAULT_PORT = 6379
+SENTINEL_SHARE = 1 / 3  # of the run's budget, for asking the Sentinels (all at once)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisUrl:
+    tls: bool
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    db: int
+
+
+def parse_url(url: str) -> RedisUrl:
+    """``redis[s]://[[user]:password@]host[:port][/db]`` -> its parts (userinfo percent-decoded)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid URL: {exc}") from None
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError("expected a redis:// or rediss:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError("query parameters are not supported in the URL: use the target's fields")
+    path = parts.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError(f"the URL path must be a database number, got {path!r}")
+    return RedisUrl(
+        tls=parts.scheme == "rediss",
+        host=parts.hostname,
+        port=port or DEFAULT_PORT,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        db=int(path or 0),
+    )
+
+
+def _check_url(url: str) -> str:
+    parse_url(url)
+    return url
+
+
+class RedisTarget(TargetBase):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password", "sentinel_password")
+
+    kind: Literal["redis"]
+    url: Annotated[str, AfterValidator(_check_url)]
+    password: SecretStr | None = None  # overrides the URL's password
+    sentinels: list[Address] | None = Field(default=None, min_length=1)
+    master_name: str | None = Field(default=None, min_length=1)
+    sentinel_password: SecretStr | None = None
+    max_memory_usage: float = Field(default=0.9, gt=0, le=1)
+    ca_file: ReadableFile | None = None
+
+    @model_validator(mode="after")
+    def _sentinel_pair(self) -> Self:
+        if (self.sentinels is None) != (self.master_name is None):
+            raise ValueError("set both sentinels and master_name, or neither")
+        if self.sentinel_password is not None and self.sentinels is None:
+            raise ValueError("sentinel_password needs sentinels")
+        return self
+
+
+# --- driver errors ------------------------------------------------------------------------------------
+
+
+def _os_cause(exc: BaseException) -> BaseException | None:
+    """The socket/TLS error redis-py wrapped into its ConnectionError, if any."""
+    seen = exc.__cause__ or exc.__context__
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError | TimeoutError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _classify(exc: BaseException) -> ProbeFailure | None:
+    """redis-py's exceptions -> the fixed reasons."""
+    if isinstance(exc, AuthenticationError | AuthorizationError):  # WRONGPASS, NOAUTH, invalid password
+        return ProbeFailure(Reason.AUTH, f"authentication failed: {describe(exc)}")
+    if isinstance(exc, NoPermissionError):  # NOPERM: an ACL user without the right to a command
+        return ProbeFailure(Reason.AUTH, f"permission denied: {describe(exc)}")
+    if isinstance(exc, BusyLoadingError):
+        return ProbeFailure(Reason.ASSERTION, "the server is loading its dataset into memory")
+    if isinstance(exc, MasterDownError):  # a replica with replica-serve-stale-data no and its link down
+        return ProbeFailure(Reason.ASSERTION, f"the replica refuses to serve: {describe(exc)}")
+    if isinstance(exc, RedisTimeoutError):
+        return ProbeFailure(Reason.TIMEOUT, "timed out")
+    if isinstance(exc, ResponseError):
+        text = describe(exc)
+        if "no such master" in text.lower():
+            return ProbeFailure(Reason.ASSERTION, text)
+        return ProbeFailure(Reason.PROTOCOL, f"error reply: {text}")
+    if isinstance(exc, InvalidResponse):
+        return ProbeFailure(Reason.PROTOCOL, f"not a Redis reply: {describe(exc)[:80]}")
+    if isinstance(exc, RedisConnectionError):
+        cause = _os_cause(exc)
+        if cause is not None:
+            return classify_os_error(cause)
+        text = describe(exc)
+        if "max number of clients" in text.lower():
+            return ProbeFailure(Reason.REFUSED, "the server refuses clients: max number of clients reached")
+        if "closed by server" in text.lower():
+            return ProbeFailure(Reason.PROTOCOL, "connection closed by the server")
+        return ProbeFailure(Reason.PROTOCOL, text)
+    if isinstance(exc, RedisError):
+        return ProbeFailure(Reason.PROTOCOL, describe(exc))
+    return None
+
+
+# --- talking to one server ---------------------------------------------------------------------------
+
+
+class _TlsConnection(Connection):
+    """A TCP connection wrapped in the shared TLS context of the ProbeContext (redis-py's own
+    SSLConnection would build and load a new context on every run)."""
+
+    def __init__(self, *, tls_context: ssl.SSLContext, **kwargs: Any) -> None:
+        self._tls_context = tls_context
+        super().__init__(**kwargs)
+
+    def _connection_arguments(self) -> dict[str, Any]:
+        return {**super()._connection_arguments(), "ssl": self._tls_context}
+
+
+async def _no_handshake(_connection: Connection) -> None:
+    """Used as redis_connect_func: connect() only opens the socket, AUTH is run (and timed) apart."""
+
+
+def _connection(
+    host: str,
+    port: int,
+    *,
+    username: str | None,
+    password: str | None,
+    db: int,
+    timeout: float,
+    tls: ssl.SSLContext | None,
+) -> Connection:
+    kwargs: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "db": db,
+        "username": username,
+        "password": password,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "socket_keepalive": False,
+        "retry": Retry(NoBackoff(), 0),  # one attempt, no backoff
+        "protocol": 2,  # plain AUTH instead of HELLO: works with every Redis version and fork
+        "driver_info": None,  # no CLIENT SETINFO round trips
+        "decode_responses": True,
+        "health_check_interval": 0,
+        "redis_connect_func": _no_handshake,
+    }
+    if tls is not None:
+        return _TlsConnection(tls_context=tls, **kwargs)
+    return Connection(**kwargs)
+
+
+async def _open(conn: Connection) -> None:
+    """Open the socket (and TLS): one attempt, the connection's retry policy being Retry(NoBackoff(), 0)."""
+    await conn.connect()  # type: ignore[no-untyped-call]  # redis-py leaves connect() unannotated
+
+
+async def _command(conn: Connection, *args: str) -> Any:
+    await conn.send_command(*args, check_health=False)
+    return await conn.read_response()
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """INFO / CLUSTER INFO text -> {field: value} (sections flattened)."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition(":")
+            if sep:
+                found[key.strip()] = value.strip()
+    return found
+
+
+def _number(info: dict[str, str], key: str) -> float | None:
+    try:
+        return float(info[key])
+    except (KeyError, ValueError):
+        return None
+
+
+class _Step:
+    """What the run is waiting for, for the timeout message."""
+
+    def __init__(self) -> None:
+        self.now = "starting"
+
+
+def _text_reply(reply: Any, command: str) -> str:
+    if not isinstance(reply, str):
+        raise ProbeFailure(Reason.PROTOCOL, f"unexpected {command} reply of type {type(reply).__name__}")
+    return reply
+
+
+async def _query(
+    target: RedisTarget, ctx: ProbeContext, url: RedisUrl, host: str, port: int, limit: float, step: _Step
+) -> tuple[dict[str, str], dict[str, str] | None, dict[str, float]]:
+    """Connect, authenticate, PING, INFO (and CLUSTER INFO on a cluster node). Returns the INFO
+    fields, the CLUSTER INFO fields and the phase timings."""
+    password = target.password.get_secret_value() if target.password is not None else url.password
+    tls = ctx.ssl_context(target.ca_file) if url.tls else None
+    conn = _connection(host, port, username=url.username, password=password, db=url.db, timeout=limit, tls=tls)
+    phases: dict[str, float] = {}
+    where = f"{host}:{port}"
+    try:
+        step.now = f"connecting to {where}"
+        started = time.perf_counter()
+        with driver_errors(_classify):
+            await _open(conn)
+        phases["connect"] = time.perf_counter() - started
+
+        step.now = f"authenticating to {where}"
+        started = time.perf_counter()
+        with driver_errors(_classify):
+            await conn.on_connect()
+        if password is not None or url.db:
+            phases["auth"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        step.now = f"waiting for the PING reply of {where}"
+        try:
+            with driver_errors(_classify):
+                pong = await _command(conn, "PING")
+        except ProbeFailure as failure:
+            if isinstance(failure.__cause__, BusyLoadingError):
+                raise await _loading_failure(conn, failure) from failure.__cause__
+            raise
+        if pong != "PONG":
+            raise ProbeFailure(Reason.PROTOCOL, f"unexpected PING reply: {str(pong)[:40]!r}")
+        step.now = f"waiting for the INFO reply of {where}"
+        with driver_errors(_classify):
+            info = parse_info(_text_reply(await _command(conn, "INFO"), "INFO"))
+        cluster: dict[str, str] | None = None
+        if info.get("cluster_enabled") == "1":
+            step.now = f"waiting for the CLUSTER INFO reply of {where}"
+            with driver_errors(_classify):
+                cluster = parse_info(_text_reply(await _command(conn, "CLUSTER", "INFO"), "CLUSTER INFO"))
+        phases["query"] = time.perf_counter() - started
+        return info, cluster, phases
+    finally:
+        await conn.disconnect()
+
+
+async def _loading_failure(conn: Connection, failure: ProbeFailure) -> ProbeFailure:
+    """PING refused with LOADING: INFO is still served while loading and tells how far it got."""
+    try:
+        with driver_errors(_classify):
+            await _open(conn)  # redis-py dropped the connection on the error reply
+            await conn.on_connect()
+            info = parse_info(_text_reply(await _command(conn, "INFO", "persistence"), "INFO"))
+    except ProbeFailure:
+        return failure
+    percent = info.get("loading_loaded_perc")
+    failure.details = {"loading": True, "loading_loaded_perc": _number(info, "loading_loaded_perc")}
+    if percent is not None:
+        failure.message = f"{failure.message} ({percent}% done)"
+    return failure
+
+
+# --- the verdict --------------------------------------------------------------------------------------
+
+_DETAIL_FIELDS: tuple[tuple[str, str], ...] = (
+    ("redis_mode", "mode"),
+    ("uptime_in_seconds", "uptime_seconds"),
+    ("connected_clients", "connected_clients"),
+    ("maxclients", "maxclients"),
+    ("used_memory", "used_memory_bytes"),
+    ("used_memory_human", "used_memory_human"),
+    ("maxmemory", "maxmemory_bytes"),
+    ("maxmemory_policy", "maxmemory_policy"),
+    ("rdb_last_bgsave_status", "rdb_last_bgsave_status"),
+    ("aof_enabled", "aof_enabled"),
+    ("aof_last_write_status", "aof_last_write_status"),
+    ("connected_slaves", "connected_replicas"),
+    ("master_host", "master_host"),
+    ("master_port", "master_port"),
+    ("master_link_status", "master_link_status"),
+    ("master_last_io_seconds_ago", "master_last_io_seconds_ago"),
+    ("master_link_down_since_seconds", "master_link_down_since_seconds"),
+    ("loading", "loading"),
+)
+
+
+_CLUSTER_FIELDS = ("cluster_state", "cluster_slots_assigned", "cluster_slots_ok", "cluster_known_nodes", "cluster_size")
+
+
+def _details(info: dict[str, str], cluster: dict[str, str] | None) -> dict[str, Any]:
+    details: dict[str, Any] = {"version": info.get("redis_version", "unknown")}
+    for source, name in _DETAIL_FIELDS:
+        if source in info:
+            value: Any = info[source]
+            number = _number(info, source)
+            details[name] = int(number) if number is not None and number.is_integer() else (number or value)
+    if cluster is not None:
+        for key in (
+            "cluster_state",
+            "cluster_slots_assigned",
+            "cluster_slots_ok",
+            "cluster_known_nodes",
+            "cluster_size",
+        ):
+            if key in cluster:
+                details[key] = int(cluster[key]) if cluster[key].isdigit() else cluster[key]
+    return details
+
+
+def judge(
+    target: RedisTarget, info: dict[str, str], cluster: dict[str, str] | None, expect_master: bool = False
+) -> Result:
+    """INFO (and CLUSTER INFO) -> ok / degraded / unhealthy, with details, gauges and info."""
+    details = _details(info, cluster)
+    version = details["version"]
+    role = {"master": "master", "slave": "replica"}.get(info.get("role", ""), info.get("role") or "unknown")
+    details["role"] = role
+    gauges: dict[str, float] = {}
+    labels = {"version": str(version), "role": role}
+
+    if info.get("redis_mode") == "sentinel":
+        raise ProbeFailure(
+            Reason.ASSERTION, "this is a Sentinel, not a data node: set sentinels and master_name", details
+        )
+    if info.get("loading") == "1":
+        percent = info.get("loading_loaded_perc", "?")
+        raise ProbeFailure(
+            Reason.ASSERTION, f"the server is loading its dataset into memory ({percent}% done)", details
+        )
+    if cluster is not None and cluster.get("cluster_state") != "ok":
+        state = cluster.get("cluster_state", "unknown")
+        raise ProbeFailure(Reason.ASSERTION, f"cluster_state is {state}, not ok", details)
+    if expect_master and role != "master":
+        raise ProbeFailure(Reason.ASSERTION, f"Sentinel names it the master, but it reports role {role}", details)
+
+    problems: list[str] = []
+    if role == "replica":
+        link = info.get("master_link_status", "unknown")
+        master = f"{info.get('master_host', '?')}:{info.get('master_port', '?')}"
+        if link != "up":
+            down_for = _number(info, "master_link_down_since_seconds")
+            since = f" for {down_for:.0f}s" if down_for is not None and 0 <= down_for < 1e9 else ""
+            problems.append(f"link to master {master} is {link}{since}")
+            if down_for is not None and 0 <= down_for < 1e9:
+                gauges["replication_lag_seconds"] = down_for  # the data is at least this stale
+        else:
+            # A replica cannot see the master's offset; the seconds since the last byte from the
+            # master (pings every repl-ping-replica-period, 10 s by default) are a proxy for lag.
+            last_io = _number(info, "master_last_io_seconds_ago")
+            if last_io is not None and last_io >= 0:
+                gauges["replication_lag_seconds"] = last_io
+    if info.get("rdb_last_bgsave_status") == "err":
+        problems.append("the last RDB save (BGSAVE) failed")
+    if info.get("aof_enabled") == "1" and info.get("aof_last_write_status") == "err":
+        problems.append("the last AOF write failed")
+    used, limit = _number(info, "used_memory"), _number(info, "maxmemory")
+    if used is not None and limit:
+        ratio = used / limit
+        gauges["memory_usage_ratio"] = ratio
+        details["memory_usage_ratio"] = round(ratio, 4)
+        if ratio > target.max_memory_usage:
+            problems.append(f"memory usage {ratio:.0%} of maxmemory (limit {target.max_memory_usage:.0%})")
+
+    kwargs: dict[str, Any] = {"details": details, "gauges": gauges, "info": labels}
+    if problems:
+        return degraded("; ".join(problems), **kwargs)
+    return ok(f"PONG from Redis {version} ({role})", **kwargs)
+
+
+# --- Sentinel --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Discovery:
+    host: str
+    port: int
+    quorum: int
+    answered: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+async def _ask_sentinel(target: RedisTarget, address: str, limit: float) -> dict[str, str] | ProbeFailure:
+    """One Sentinel's view of the master (``SENTINEL MASTER name``), or why it did not answer."""
+    assert target.master_name is not None
+    host, port = split_address(address)
+    password = target.sentinel_password.get_secret_value() if target.sentinel_password is not None else None
+    conn = _connection(host, port, username=None, password=password, db=0, timeout=limit, tls=None)
+    try:
+        async with asyncio.timeout(limit):
+            with driver_errors(_classify):
+                await _open(conn)
+                await conn.on_connect()
+                reply = await _command(conn, "SENTINEL", "MASTER", target.master_name)
+    except TimeoutError:
+        return ProbeFailure(Reason.TIMEOUT, f"no answer within {format_duration(limit)}")
+    except ProbeFailure as failure:
+        return failure
+    finally:
+        await conn.disconnect()
+    if not isinstance(reply, list) or len(reply) % 2 or not all(isinstance(v, str) for v in reply):
+        return ProbeFailure(Reason.PROTOCOL, "unexpected SENTINEL MASTER reply")
+    view = dict(zip(reply[::2], reply[1::2], strict=True))
+    if not view.get("ip") or not view.get("port", "").isdigit():
+        return ProbeFailure(Reason.PROTOCOL, "SENTINEL MASTER reply without ip/port")
+    return view
+
+
+def _group_failures(failures: list[tuple[str, ProbeFailure]]) -> str:
+    """``a:1, b:2: connection refused; c:3: timed out`` (one entry per distinct message)."""
+    by_message: dict[str, list[str]] = {}
+    for address, failure in failures:
+        by_message.setdefault(failure.message, []).append(address)
+    if len(by_message) == 1 and len(failures) > 1:
+        return f"all {len(failures)}: {next(iter(by_message))}"
+    return "; ".join(f"{', '.join(addresses)}: {message}" for message, addresses in by_message.items())
+
+
+async def _discover(target: RedisTarget, limit: float) -> _Discovery:
+    """Ask every Sentinel at once; the master is the one named with the highest config epoch."""
+    assert target.sentinels is not None
+    answers = await asyncio.gather(*(_ask_sentinel(target, a, limit) for a in target.sentinels))
+    views: list[tuple[str, dict[str, str]]] = []
+    report: list[dict[str, Any]] = []
+    failures: list[tuple[str, ProbeFailure]] = []
+    for address, answer in zip(target.sentinels, answers, strict=True):
+        if isinstance(answer, ProbeFailure):
+            failures.append((address, answer))
+            report.append({"address": address, "error": answer.message, "reason": str(answer.reason)})
+        else:
+            views.append((address, answer))
+            report.append(
+                {"address": address, "master": f"{answer['ip']}:{answer['port']}", "flags": answer.get("flags", "")}
+            )
+    details: dict[str, Any] = {
+        "master_name": target.master_name,
+        "configured": len(target.sentinels),
+        "answered": len(views),
+        "sentinels": report,
+    }
+    if not views:
+        first = failures[0][1]
+        said = _group_failures(failures)
+        raise ProbeFailure(
+            first.reason, f"no Sentinel answered for {target.master_name!r}: {said}", {"sentinel": details}
+        )
+
+    def epoch(view: dict[str, str]) -> int:
+        value = view.get("config-epoch", "0")
+        return int(value) if value.isdigit() else 0
+
+    chosen = max((v for _, v in views), key=epoch)
+    opinions = Counter(f"{v['ip']}:{v['port']}" for _, v in views)
+    quorum_text = chosen.get("quorum", "")
+    quorum = int(quorum_text) if quorum_text.isdigit() else len(target.sentinels) // 2 + 1
+    details["quorum"] = quorum
+    details["master"] = f"{chosen['ip']}:{chosen['port']}"
+    if len(opinions) > 1:
+        details["disagreement"] = dict(opinions)
+    return _Discovery(chosen["ip"], int(chosen["port"]), quorum, len(views), details)
+
+
+# --- the probe -------------------------------------------------------------------------------------
+
+
+def _budget(timeout: float) -> float:
+    """Our own deadline, a little inside the runner's, so a timeout names the step it hit."""
+    return max(timeout - min(0.25, timeout * 0.1), timeout * 0.5)
+
+
+def _mask(value: Any, secrets: list[str]) -> Any:
+    """Replace the target's secrets in anything built from the peer's words (a hostile or broken
+    server can echo the password it was sent, in an error reply or an INFO field)."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, dict):
+        return {key: _mask(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask(item, secrets) for item in value]
+    return value
+
+
+async def probe(target: RedisTarget, ctx: ProbeContext) -> Result:
+    url = parse_url(target.url)
+    budget = _budget(target.timeout)
+    step = _Step()
+    secrets = sorted(target.secrets(), key=len, reverse=True)
+    try:
+        async with asyncio.timeout(budget):
+            result = await _run(target, ctx, url, budget, step)
+    except TimeoutError:
+        raise ProbeFailure(Reason.TIMEOUT, f"no answer within {format_duration(budget)} ({step.now})") from None
+    except ProbeFailure as failure:
+        failure.message, failure.details = _mask(failure.message, secrets), _mask(failure.details, secrets)
+        raise
+    result.message = _mask(result.message, secrets)
+    result.details = _mask(result.details, secrets)
+    result.info = _mask(result.info, secrets)
+    return result
+
+
+async def _run(target: RedisTarget, ctx: ProbeContext, url: RedisUrl, budget: float, step: _Step) -> Result:
+    phases: dict[str, float] = {}
+    found: _Discovery | None = None
+    host, port = url.host, url.port
+    if target.sentinels:
+        step.now = "asking the Sentinels"
+        started = time.perf_counter()
+        found = await _discover(target, budget * SENTINEL_SHARE)
+        phases["sentinel"] = time.perf_counter() - started
+        host, port = found.host, found.port
+    try:
+        info, cluster, query_phases = await _query(target, ctx, url, host, port, budget, step)
+        result = judge(target, info, cluster, expect_master=found is not None)
+    except ProbeFailure as failure:
+        if found is not None:
+            failure.message = f"master {host}:{port}: {failure.message}"
+            failure.details = {**failure.details, "sentinel": found.details}
+        raise
+    result.phases = {**phases, **query_phases}
+    if found is not None:
+        result.details["sentinel"] = found.details
+        result.details["address"] = f"{host}:{port}"
+        configured = len(target.sentinels or [])
+        if found.answered < found.quorum:
+            lacking = f"only {found.answered} of {configured} Sentinels answered (quorum {found.quorum})"
+            if result.state is State.OK:
+                result.state, result.message = State.DEGRADED, lacking
+            else:
+                result.message = f"{result.message}; {lacking}"
+        elif result.state is State.OK:
+            result.message += f" at {host}:{port}, named by {found.answered} of {configured} Sentinels"
+    return result
