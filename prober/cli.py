@@ -9,16 +9,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from prober import __version__, logs
-from prober import config as config_module
-from prober.config import Config
 from prober.errors import ConfigError
-from prober.probes import ProbeContext
 from prober.redact import REDACTOR
-from prober.runner import run_all
-from prober.server import check_json, iso
 from prober.status import Board, State
+
+if TYPE_CHECKING:
+    from prober.config import Config
+
+# The drivers are imported only by the commands that probe: `prober healthcheck` (a container
+# HEALTHCHECK, run every few seconds) stays light.
 
 log = logging.getLogger("prober")
 NAGIOS = {State.OK: 0, State.DEGRADED: 1, State.UNHEALTHY: 2, State.UNKNOWN: 3}
@@ -90,6 +92,8 @@ def _print_problems(exc: ConfigError) -> None:
 
 
 def _load(path: str | None) -> Config:
+    from prober import config as config_module
+
     config = config_module.load(path)
     REDACTOR.replace(config.secrets())
     return config
@@ -101,8 +105,10 @@ def check_config(path: str | None) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return CONFIG_ERROR_EXIT
+    from prober.config import describe_targets
+
     print(f"{config.source}: OK, {len(config.targets)} target{'s' if len(config.targets) != 1 else ''}")
-    for line in config_module.describe_targets(config):
+    for line in describe_targets(config):
         print(f"  {line}")
     return 0
 
@@ -117,6 +123,9 @@ def _table(rows: list[list[str]]) -> str:
 
 
 async def _once(config: Config) -> Board:
+    from prober.probes import ProbeContext
+    from prober.runner import run_all
+
     ctx = ProbeContext()
     try:
         results = await run_all(config.targets, ctx, config.max_concurrency)
@@ -135,11 +144,11 @@ def once(path: str | None, as_json: bool) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return UNKNOWN_EXIT
+    from prober.server import check_json, iso, status_json
+
     board = asyncio.run(_once(config))
     overall = board.overall()
     if as_json:
-        from prober.server import status_json
-
         print(json.dumps(status_json(board), indent=2))
     else:
         rows = [["TARGET", "KIND", "CRITICAL", "STATUS", "LATENCY", "REASON", "MESSAGE"]]
