@@ -92,7 +92,7 @@ async def test_fast_answer_under_the_latency_limit_is_ok(peers: Peers, ctx: Prob
         ("trickle", Reason.TIMEOUT, "no answer within 500ms"),
         ("closed", Reason.REFUSED, "connection refused"),
         ("garbage", Reason.PROTOCOL, "invalid HTTP response"),
-        ("close", Reason.PROTOCOL, "closed the connection"),
+        ("close", Reason.PROTOCOL, "closed"),  # a reset or an orderly close, depending on timing
     ],
 )
 async def test_broken_servers(peers: Peers, ctx: ProbeContext, server: str, reason: Reason, message: str) -> None:

@@ -1,0 +1,329 @@
+"""``clickhouse``: the HTTP interface answers ``/ping``, an authenticated client runs ``SELECT 1`` and reads
+the server version, and no replicated table is read-only, without its Keeper session or lagging.
+
+Three phases, each timed: ``ping`` (``GET /ping`` over plain HTTP on the shared aiohttp session), ``connect``
+(clickhouse-connect's async client: authentication plus its setup queries, which also read the version) and
+``query`` (``SELECT 1`` and ``system.replicas``). A fresh client, with its own connection, per run, always
+closed. The client's connect/read timeouts are the remaining budget and its query retries are off; its one
+built-in reconnect after a connect timeout can therefore only happen past the deadline, which the probe enforces
+itself. A server too old for clickhouse-connect fails its setup queries; the probe then reads ``SELECT version()``
+over plain HTTP and reports ``protocol`` naming that version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+import clickhouse_connect
+from clickhouse_connect.driver.asyncclient import AsyncClient
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
+from pydantic import AfterValidator, SecretStr
+
+from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.models import Duration, ReadableFile, TargetBase, format_duration
+from prober.probes._context import ProbeContext
+from prober.status import Reason, Result, degraded, ok
+
+DEFAULT_PORTS = {"http": 8123, "https": 8443}
+# UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD (old servers), AUTHENTICATION_FAILED (current ones)
+AUTH_CODES = frozenset({192, 193, 194, 516})
+# What an old server answers to clickhouse-connect's setup queries: NO_SUCH_COLUMN_IN_TABLE, UNKNOWN_FUNCTION,
+# UNKNOWN_IDENTIFIER, UNKNOWN_TABLE, SYNTAX_ERROR, UNKNOWN_SETTING.
+INCOMPATIBLE_CODES = frozenset({16, 46, 47, 60, 62, 115})
+ACCESS_DENIED = 497
+REPLICAS_SQL = "SELECT database, table, is_readonly, is_session_expired, absolute_delay FROM system.replicas"
+MAX_LISTED = 5  # tables named per problem in the message and details
+CLOSE_MARGIN = 0.25  # seconds of the timeout kept for closing the client (at most a fifth of the timeout)
+
+_CODE = re.compile(r"\bcode:\s*(\d+)", re.IGNORECASE)
+_STATUS = re.compile(r"received HTTP status (\d{3})")
+_SERVER_TEXT = re.compile(r"DB::Exception:\s*(.*?)(?:, e\.what\(\)|\s*\(version [^()]*(?:\([^()]*\))?\)|$)", re.DOTALL)
+_VERSION = re.compile(r"^\d+(?:\.\d+){1,4}$")
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("the URL takes no query string or fragment (http(s)://user:password@host:8123/database)")
+    if "/" in parts.path.strip("/"):
+        raise ValueError("the URL path is the database name and nothing else")
+    _ = parts.port  # raises ValueError on a port out of range
+    return url
+
+
+class ClickhouseTarget(TargetBase):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
+
+    kind: Literal["clickhouse"]
+    url: Annotated[str, AfterValidator(_check_url)]
+    password: SecretStr | None = None  # overrides the URL's password; or password_file
+    max_replication_lag: Duration = 300.0
+    ca_file: ReadableFile | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Server:
+    secure: bool
+    host: str
+    port: int
+    username: str
+    password: str
+    database: str | None
+
+    @property
+    def base(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.secure else 'http'}://{host}:{self.port}"
+
+
+def _server(target: ClickhouseTarget) -> _Server:
+    parts = urlsplit(target.url)
+    password = target.password.get_secret_value() if target.password else unquote(parts.password or "")
+    return _Server(
+        secure=parts.scheme == "https",
+        host=parts.hostname or "",
+        port=parts.port or DEFAULT_PORTS[parts.scheme],
+        username=unquote(parts.username or "") or "default",
+        password=password,
+        database=unquote(parts.path.strip("/")) or None,
+    )
+
+
+def _error_code(exc: ClickHouseError) -> int | None:
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    found = _CODE.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _http_status(exc: ClickHouseError) -> int | None:
+    found = _STATUS.search(str(exc))
+    return int(found.group(1)) if found else None
+
+
+def _short(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _server_says(exc: ClickHouseError) -> str:
+    """The server's own words from a clickhouse-connect error: ``Code 193: Wrong password for user x``."""
+    found = _SERVER_TEXT.search(str(exc))
+    text = _short(" ".join(found.group(1).split()) if found else describe(exc), 200)
+    code = _error_code(exc)
+    return f"Code {code}: {text}" if code is not None else text
+
+
+def _classify(exc: BaseException) -> ProbeFailure | None:
+    """clickhouse-connect's and aiohttp's exceptions -> the fixed reasons."""
+    if isinstance(exc, ClickHouseError):
+        cause = exc.__cause__
+        if cause is not None and not isinstance(cause, ClickHouseError):  # a transport error, wrapped
+            found = _classify(cause) or classify_os_error(cause)
+            return found or ProbeFailure(Reason.PROTOCOL, _short(describe(cause)))
+        code, status = _error_code(exc), _http_status(exc)
+        if code in AUTH_CODES or status == 401:
+            return ProbeFailure(Reason.AUTH, f"authentication failed ({_server_says(exc)})")
+        if isinstance(exc, DatabaseError) and code is not None:  # the server ran the query and said no
+            return ProbeFailure(Reason.ASSERTION, f"query failed ({_server_says(exc)})")
+        if status is not None:  # an HTTP error without a ClickHouse error code
+            return ProbeFailure(Reason.PROTOCOL, f"HTTP {status} without a ClickHouse error: not a ClickHouse server?")
+        return ProbeFailure(Reason.PROTOCOL, f"unexpected answer: {_short(describe(exc))}")
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError and friends too
+        return ProbeFailure(Reason.TIMEOUT, "timed out")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return ProbeFailure(Reason.DNS, f"name resolution failed: {describe(exc.os_error)}")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return ProbeFailure(Reason.TLS, f"certificate verification failed: {describe(exc.certificate_error)}")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return ProbeFailure(Reason.TLS, f"TLS error: {describe(exc)}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return classify_os_error(exc.os_error)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        said = " ".join(str(exc.message).split()) or describe(exc)  # aiohttp's parser errors span lines
+        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {_short(said)}")
+    if isinstance(exc, aiohttp.ClientError):
+        return ProbeFailure(Reason.PROTOCOL, _short(describe(exc)))
+    return None
+
+
+@asynccontextmanager
+async def _phase(name: str, phases: dict[str, float], deadline: float, limit: float) -> AsyncIterator[None]:
+    """Time one phase, bound it by the run's deadline and name it in a failure's message."""
+    begun = time.perf_counter()
+    try:
+        async with asyncio.timeout_at(deadline):
+            with driver_errors(_classify):
+                yield
+    except TimeoutError:
+        raise ProbeFailure(Reason.TIMEOUT, f"{name}: no answer in time (timeout {format_duration(limit)})") from None
+    except ProbeFailure as failure:
+        failure.message = f"{name}: {failure.message}"
+        raise
+    finally:
+        phases[name] = time.perf_counter() - begun
+
+
+def _remaining(deadline: float) -> float:
+    return max(deadline - asyncio.get_running_loop().time(), 0.01)
+
+
+async def _ping(ctx: ProbeContext, server: _Server, tls: ssl.SSLContext | bool) -> None:
+    async with ctx.http_session().get(f"{server.base}/ping", ssl=tls, allow_redirects=False) as response:
+        body = await response.content.read(64)
+        status = response.status
+    if status != 200 or not body.startswith(b"Ok."):
+        raise ProbeFailure(Reason.PROTOCOL, f"/ping answered HTTP {status} {body[:16]!r}: not a ClickHouse server?")
+
+
+def _basic_auth(server: _Server) -> str:
+    return "Basic " + base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+
+
+async def _plain_version(ctx: ProbeContext, server: _Server, tls: ssl.SSLContext | bool) -> str | None:
+    """``SELECT version()`` over the plain HTTP interface: works with every ClickHouse, however old."""
+    try:
+        async with ctx.http_session().get(
+            f"{server.base}/",
+            params={"query": "SELECT version()"},
+            headers={"Authorization": _basic_auth(server)},
+            ssl=tls,
+            allow_redirects=False,
+        ) as response:
+            text = (await response.content.read(64)).decode("ascii").strip()
+            status = response.status
+    except (aiohttp.ClientError, UnicodeDecodeError):
+        return None
+    return text if status == 200 and _VERSION.match(text) else None
+
+
+async def _open(
+    ctx: ProbeContext, target: ClickhouseTarget, server: _Server, tls: ssl.SSLContext | bool, deadline: float
+) -> AsyncClient:
+    budget = _remaining(deadline)
+    try:
+        client: AsyncClient = await clickhouse_connect.get_async_client(
+            host=server.host,
+            port=server.port,
+            username=server.username,
+            password=server.password,
+            database=server.database,
+            interface="https" if server.secure else "http",
+            secure=server.secure,
+            verify=True,
+            ca_cert=target.ca_file,
+            connect_timeout=budget,
+            send_receive_timeout=budget,
+            query_retries=0,
+            compress=False,
+            client_name="prober",
+            show_clickhouse_errors="scrub",
+            autogenerate_session_id=False,
+            connector_limit=2,
+        )
+    except DatabaseError as exc:
+        if _error_code(exc) not in INCOMPATIBLE_CODES:
+            raise
+        version = await _plain_version(ctx, server, tls)
+        if version is None:
+            raise ProbeFailure(Reason.PROTOCOL, f"clickhouse-connect's setup failed ({_server_says(exc)})") from exc
+        raise ProbeFailure(
+            Reason.PROTOCOL,
+            f"ClickHouse {version} is too old for clickhouse-connect (its setup query failed: {_server_says(exc)})",
+            details={"version": version},
+        ) from exc
+    return client
+
+
+def _names(rows: Sequence[str]) -> list[str]:
+    more = len(rows) - MAX_LISTED
+    return [*rows[:MAX_LISTED], *([f"{more} more"] if more > 0 else [])]
+
+
+def _judge(target: ClickhouseTarget, version: str, replicas: Sequence[Sequence[Any]] | None) -> Result:
+    """The verdict from the version and the ``system.replicas`` rows (None: not readable by this user)."""
+    details: dict[str, Any] = {"version": version}
+    info = {"version": version}
+    summary = f"ClickHouse {version}, SELECT 1 ok"
+    if replicas is None:
+        details["replicas"] = "system.replicas is not readable by this user (ACCESS_DENIED)"
+        return ok(summary, details=details, info=info)
+    tables = [(f"{r[0]}.{r[1]}", bool(int(r[2])), bool(int(r[3])), int(r[4])) for r in replicas]
+    details["replicated_tables"] = len(tables)
+    gauges: dict[str, float] = {}
+    if tables:
+        lag = float(max(delay for *_, delay in tables))
+        details["max_absolute_delay_seconds"] = lag
+        gauges["replication_lag_seconds"] = lag
+        summary += f", {len(tables)} replicated table{'s' if len(tables) > 1 else ''}, max delay {lag:g}s"
+    limit = target.max_replication_lag
+    problems: list[str] = []
+    for label, key, names in (
+        ("replica read-only", "readonly_replicas", [name for name, ro, _, _ in tables if ro]),
+        ("Keeper session expired", "session_expired_replicas", [name for name, _, gone, _ in tables if gone]),
+        (
+            f"replication delay > {format_duration(limit)}",
+            "lagging_replicas",
+            [f"{name} ({delay}s)" for name, _, _, delay in tables if delay > limit],
+        ),
+    ):
+        if names:
+            details[key] = _names(names)
+            problems.append(f"{label}: {', '.join(details[key])}")
+    if problems:
+        return degraded("; ".join(problems), details=details, gauges=gauges, info=info)
+    return ok(summary, details=details, gauges=gauges, info=info)
+
+
+async def _replicas(client: AsyncClient) -> Sequence[Sequence[Any]] | None:
+    try:
+        answer = await client.query(REPLICAS_SQL)
+    except DatabaseError as exc:
+        if _error_code(exc) == ACCESS_DENIED:
+            return None
+        raise
+    rows: Sequence[Sequence[Any]] = answer.result_rows
+    return rows
+
+
+async def probe(target: ClickhouseTarget, ctx: ProbeContext) -> Result:
+    server = _server(target)
+    tls: ssl.SSLContext | bool = ctx.ssl_context(target.ca_file) if server.secure else False
+    started = time.perf_counter()
+    deadline = asyncio.get_running_loop().time() + target.timeout - min(CLOSE_MARGIN, target.timeout / 5)
+    phases: dict[str, float] = {}
+    async with _phase("ping", phases, deadline, target.timeout):
+        await _ping(ctx, server, tls)
+    client: AsyncClient | None = None
+    try:
+        async with _phase("connect", phases, deadline, target.timeout):
+            client = await _open(ctx, target, server, tls, deadline)
+            version = str(client.server_version)
+        async with _phase("query", phases, deadline, target.timeout):
+            rows = (await client.query("SELECT 1")).result_rows
+            if [tuple(row) for row in rows] != [(1,)]:
+                raise ProbeFailure(Reason.PROTOCOL, f"SELECT 1 answered {str(rows)[:60]}")
+            replicas = await _replicas(client)
+    finally:
+        if client is not None:  # shielded: a cancelled run still releases the client's connection
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                await asyncio.shield(client.close())
+    result = _judge(target, version, replicas)
+    result.phases = phases
+    result.latency = time.perf_counter() - started
+    return result
