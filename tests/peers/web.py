@@ -112,6 +112,10 @@ def health_app() -> web.Application:
             return web.json_response({"error": "unauthorized"}, status=401)
         return web.json_response({"status": "ok"})
 
+    @routes.get("/echo-auth")
+    async def echo_auth(request: web.Request) -> web.Response:
+        return web.json_response({"status": request.headers.get("Authorization", "")})
+
     @routes.get("/echo-headers")
     async def echo_headers(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "x_api_key": request.headers.get("X-Api-Key", "")})
@@ -185,6 +189,7 @@ class Peers:
         await self._raw("trickle", self._trickle, None)
         await self._raw("garbage", self._garbage, None)
         await self._raw("close", self._close_at_once, None)
+        await self._raw("echo", self._echo, None)
         self.ports["closed"] = _free_port()  # nothing listens there
 
     async def _app(self, name: str, app: web.Application, context: ssl.SSLContext | None) -> None:
@@ -240,6 +245,16 @@ class Peers:
         writer.write(bytes(range(256)) * 8)
         await writer.drain()
         await asyncio.sleep(1)
+
+    @staticmethod
+    async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Sends back whatever the client sent (a startup packet, an AUTH command...), then closes."""
+        for _ in range(20):
+            data = await asyncio.wait_for(reader.read(65536), 2)
+            if not data:
+                return
+            writer.write(data)
+            await writer.drain()
 
     @staticmethod
     async def _close_at_once(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
