@@ -14,6 +14,7 @@ import datetime
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,14 @@ def health_app() -> web.Application:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"error": "unauthorized"}, status=401)
         return web.json_response({"status": "ok"})
+
+    @routes.get("/flap")
+    async def flap(request: web.Request) -> web.Response:
+        """ok and 503 in turn, ``period`` seconds each."""
+        period = float(request.query.get("period", "5"))
+        if int(time.time() / period) % 2 == 0:
+            return web.json_response({"status": "ok"})
+        return web.json_response({"status": "unhealthy"}, status=503)
 
     @routes.get("/echo-auth")
     async def echo_auth(request: web.Request) -> web.Response:
@@ -276,6 +285,10 @@ class Peers:
                 writer.transport.abort()
             for runner in self._runners:
                 await runner.cleanup()
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
         self.call(stop)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -1,0 +1,370 @@
+"""``postgres``: an authenticated client can run a query, and the server is not quietly failing.
+
+Each run opens a fresh connection with asyncpg (``asyncpg.connect``, closed in ``finally``), so that a
+changed password, a full connection table or a lost network is seen. Phases: ``connect`` (TCP, TLS,
+startup and authentication) and ``query`` (``SELECT 1``, then one query that reads the server's facts:
+version, ``pg_is_in_recovery()``, replay lag, connection usage, whether the session is encrypted).
+
+TLS follows the DSN's ``sslmode`` as libpq does, and the default is libpq's: ``prefer``. Note that
+``prefer`` (and ``allow``) silently fall back to plaintext when the server does not offer TLS, in
+libpq and in asyncpg alike; ``details.tls`` says what a run really got, and ``sslmode=require`` (or
+``verify-ca``/``verify-full``) makes a missing TLS a failure. The environment (``PGSSLMODE`` and
+friends) is not consulted for TLS: the DSN is the whole truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from functools import partial
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+from pydantic import AfterValidator, Field, SecretStr
+
+from prober.errors import ProbeFailure, describe, driver_errors
+from prober.models import Duration, ReadableFile, TargetBase, format_duration
+from prober.probes._context import ProbeContext
+from prober.redact import MASK
+from prober.status import Reason, Result, degraded, ok, unhealthy
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+DEFAULT_SSLMODE = "prefer"  # libpq's default
+
+# DSN parameters the probe refuses, with the reason given to the user.
+_UNSUPPORTED = {
+    "sslrootcert": "use the target's ca_file field instead of sslrootcert",
+    "sslcert": "client certificates (sslcert/sslkey) are not supported",
+    "sslkey": "client certificates (sslcert/sslkey) are not supported",
+    "sslpassword": "client certificates (sslcert/sslkey) are not supported",
+    "sslcrl": "sslcrl is not supported",
+    "sslnegotiation": "sslnegotiation is not supported",
+    "target_session_attrs": "use the target's role field instead of target_session_attrs",
+    "service": "service files are not supported: write the connection in the DSN",
+}
+# libpq client options asyncpg does not know: it would send them to the server as settings, which
+# the server rejects. The probe has its own timeout, so they are dropped.
+_LIBPQ_CLIENT_ONLY = frozenset(
+    {
+        "sslmode",  # handled here and passed to asyncpg explicitly
+        "connect_timeout",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "gssencmode",
+        "channel_binding",
+        "sslcompression",
+        "sslsni",
+        "fallback_application_name",
+        "load_balance_hosts",
+        "require_auth",
+    }
+)
+
+# Everything the verdict needs, in one round trip; valid on PostgreSQL 10 and later.
+# Lag: 0 while the replica has replayed all the WAL it received (an idle primary writes no
+# transactions, so the age of the last replayed one says nothing then); else the age of the last
+# replayed transaction. Connections: client backends count against max_connections; a role without
+# pg_read_all_stats sees other roles' backend_type as NULL, so it counts every backend attached to a
+# database (an estimate that may include autovacuum workers), and says so.
+FACTS_QUERY = """
+SELECT pg_is_in_recovery() AS in_recovery,
+       current_setting('server_version') AS server_version,
+       CASE WHEN NOT pg_is_in_recovery() THEN NULL
+            WHEN pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() THEN 0.0
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+       END AS lag,
+       (SELECT status FROM pg_stat_wal_receiver LIMIT 1) AS wal_receiver_status,
+       current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int AS superuser_reserved,
+       coalesce(current_setting('reserved_connections', true), '0')::int AS reserved,
+       pg_has_role('pg_read_all_stats', 'USAGE') AS sees_all,
+       (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type = 'client backend' OR (backend_type IS NULL AND datid IS NOT NULL)) AS in_use,
+       (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()) AS tls
+"""
+
+
+def _check_dsn(dsn: str) -> str:
+    """A single-server postgresql:// URL whose parameters the probe can honour. Messages never echo
+    the DSN (it may hold a password)."""
+    try:
+        parts = urlsplit(dsn)
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ValueError("the DSN is not a valid URL") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("expected a postgresql:// or postgres:// URL")
+    params = dict(query)
+    hostspec = parts.netloc.rpartition("@")[2]
+    if "," in hostspec or "," in params.get("host", "") or "," in params.get("port", ""):
+        raise ValueError("a DSN with several hosts is not supported: one target per server")
+    try:
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("the DSN is not a valid URL: bad port") from None
+    if not parts.hostname and not params.get("host"):
+        raise ValueError("the DSN names no host")
+    sslmode = params.get("sslmode", DEFAULT_SSLMODE)
+    if sslmode not in SSLMODES:
+        raise ValueError(f"sslmode must be one of {', '.join(SSLMODES)}, got {sslmode!r}")
+    for key, why in _UNSUPPORTED.items():
+        if key in params:
+            raise ValueError(why)
+    return dsn
+
+
+class PostgresTarget(TargetBase):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
+
+    kind: Literal["postgres"]
+    dsn: Annotated[str, AfterValidator(_check_dsn)]
+    password: SecretStr | None = None  # overrides the DSN's password
+    role: Literal["primary", "replica", "any"] = "any"
+    max_replication_lag: Duration = 30.0
+    max_connection_usage: Annotated[float, Field(gt=0, le=1)] = 0.9
+    ca_file: ReadableFile | None = None
+
+    def secrets(self) -> list[str]:
+        """Also a ``password=`` given in the DSN's query string."""
+        found = super().secrets()
+        found.extend(value for key, value in parse_qsl(urlsplit(self.dsn).query) if key == "password" and value)
+        return found
+
+    @property
+    def sslmode(self) -> str:
+        return dict(parse_qsl(urlsplit(self.dsn).query)).get("sslmode", DEFAULT_SSLMODE)
+
+
+def _driver_dsn(dsn: str) -> str:
+    """The DSN without the libpq client options asyncpg would pass on to the server as settings."""
+    parts = urlsplit(dsn)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _LIBPQ_CLIENT_ONLY]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _tls_for(target: PostgresTarget, ctx: ProbeContext) -> ssl.SSLContext | Literal["allow", "prefer", False]:
+    """What asyncpg's ``ssl=`` gets for the DSN's sslmode (libpq semantics).
+
+    disable: plaintext. allow/prefer: asyncpg's own unverified TLS with its plaintext fallback.
+    require: TLS, unverified unless ``ca_file`` is set (then like verify-ca, as libpq does with a
+    root certificate). verify-ca: chain checked against ``ca_file`` (else the system store).
+    verify-full: chain and host name checked.
+    """
+    mode = target.sslmode
+    if mode == "disable":
+        return False
+    if mode == "allow":
+        return "allow"
+    if mode == "prefer":
+        return "prefer"
+    if mode == "verify-full":
+        return ctx.ssl_context(target.ca_file, verify=True)
+    if mode == "verify-ca" or target.ca_file is not None:
+        context = ssl.create_default_context(cafile=target.ca_file)
+        context.check_hostname = False
+        return context
+    return ctx.ssl_context(verify=False)
+
+
+def _server_text(exc: BaseException) -> str:
+    """The server's own message of a PostgreSQL error (without DETAIL/HINT), else a description."""
+    if isinstance(exc, asyncpg.PostgresError) and exc.args and isinstance(exc.args[0], str):
+        return describe(Exception(exc.args[0]))
+    return describe(exc)
+
+
+def _classify(exc: BaseException, *, tls_required: bool = False) -> ProbeFailure | None:
+    """asyncpg's exceptions -> the fixed reasons. Socket, TLS and timeout errors are left to the
+    shared mapping; anything unknown the driver raises becomes ``protocol``."""
+    if isinstance(exc, asyncpg.PostgresError):
+        text = _server_text(exc)
+        details = {"sqlstate": exc.sqlstate}
+        if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):  # 28000, 28P01 wrong password
+            return ProbeFailure(Reason.AUTH, f"authentication failed: {text}", details)
+        if isinstance(exc, asyncpg.TooManyConnectionsError):  # 53300
+            # The server is up and answered, but will not take one more client: to an application this
+            # is a refused connection, the failure its pool would see.
+            return ProbeFailure(Reason.REFUSED, f"server refused the connection, no free slot: {text}", details)
+        if isinstance(exc, asyncpg.QueryCanceledError):  # 57014, e.g. statement_timeout
+            return ProbeFailure(Reason.TIMEOUT, f"query canceled by the server: {text}", details)
+        if isinstance(exc, asyncpg.OperatorInterventionError):  # 57P01-57P04: shutting down, starting up
+            return ProbeFailure(Reason.REFUSED, f"server does not accept connections now: {text}", details)
+        if isinstance(exc, asyncpg.ConnectionDoesNotExistError):  # 08003: asyncpg saw the connection end
+            return ProbeFailure(Reason.PROTOCOL, "the server closed the connection in the middle of the exchange")
+        if isinstance(exc, asyncpg.PostgresConnectionError):  # other 08xxx
+            return ProbeFailure(Reason.PROTOCOL, f"connection failed: {text}", details)
+        if isinstance(exc, asyncpg.InvalidCatalogNameError):  # 3D000
+            return ProbeFailure(Reason.ASSERTION, text, details)
+        # The server answered with an error (disk full, out of memory, read-only, ...).
+        return ProbeFailure(Reason.ASSERTION, f"server error {exc.sqlstate}: {text}", details)
+    if type(exc) is ConnectionError:  # asyncpg's own: the answer to its SSLRequest, or a lost connection
+        text = str(exc)
+        if "rejected SSL upgrade" in text:
+            if tls_required:
+                return ProbeFailure(Reason.TLS, "server did not accept TLS (not enabled there, or not PostgreSQL)")
+            return ProbeFailure(Reason.PROTOCOL, "unexpected answer to the SSL request: not a PostgreSQL server?")
+        if "connection_lost" in text:
+            return ProbeFailure(Reason.PROTOCOL, "the server hung up instead of answering the SSL request")
+        if "error response during SSL exchange" in text:
+            return ProbeFailure(Reason.PROTOCOL, "server answered the SSL request with an error")
+        return ProbeFailure(Reason.PROTOCOL, f"connection lost: {describe(exc)}")
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
+        return ProbeFailure(Reason.PROTOCOL, f"unexpected answer: {describe(exc)}")
+    return None
+
+
+def _mask(value: Any, secrets: list[str]) -> Any:
+    """Mask the target's secrets in anything built from the server's words (it may echo them)."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {k: _mask(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask(v, secrets) for v in value]
+    return value
+
+
+def _short_version(full: str) -> str:
+    """``15.18 (Debian 15.18-0+deb12u1)`` -> ``15.18`` (a bounded label value)."""
+    return full.split()[0] if full.split() else full
+
+
+def _judge(target: PostgresTarget, facts: dict[str, Any]) -> Result:
+    role = "replica" if facts["in_recovery"] else "primary"
+    version = str(facts["server_version"])
+    details: dict[str, Any] = {"server_version": version, "role": role, "tls": bool(facts["tls"])}
+    gauges: dict[str, float] = {}
+    problems: list[str] = []
+
+    lag: float | None = facts["lag"]
+    if role == "replica":
+        details["replication_lag_seconds"] = lag
+        if facts["wal_receiver_status"] is not None or facts["sees_all"]:
+            # null for a role that sees everything: no WAL receiver runs (primary lost, or archive recovery)
+            details["wal_receiver_status"] = facts["wal_receiver_status"]
+        if lag is not None:
+            lag = max(0.0, float(lag))
+            details["replication_lag_seconds"] = round(lag, 3)
+            gauges["replication_lag_seconds"] = lag
+            if lag > target.max_replication_lag:
+                problems.append(f"replay lag {lag:.2f}s > {format_duration(target.max_replication_lag)}")
+
+    reserved = int(facts["superuser_reserved"]) + int(facts["reserved"])
+    available = int(facts["max_connections"]) - reserved
+    in_use = int(facts["in_use"])
+    details.update(
+        max_connections=int(facts["max_connections"]),
+        reserved_connections=reserved,
+        connections_in_use=in_use,
+        connections_exact=bool(facts["sees_all"]),
+    )
+    if available > 0:
+        ratio = in_use / available
+        details["connection_usage_ratio"] = round(ratio, 4)
+        gauges["connection_usage_ratio"] = ratio
+        if ratio > target.max_connection_usage:
+            problems.append(
+                f"connections {in_use}/{available} in use ({ratio:.0%} > {target.max_connection_usage:.0%})"
+            )
+
+    info = {"version": _short_version(version), "role": role}
+    said = f"{role}, PostgreSQL {_short_version(version)}"
+    if lag is not None and not problems:
+        said += f", replay lag {lag:.2f}s"
+    if target.role != "any" and target.role != role:
+        return unhealthy(
+            Reason.ASSERTION,
+            f"expected a {target.role}, found a {role}",
+            details=details,
+            gauges=gauges,
+            info=info,
+        )
+    if problems:
+        return degraded(f"{said}: {'; '.join(problems)}", details=details, gauges=gauges, info=info)
+    return ok(said, details=details, gauges=gauges, info=info)
+
+
+async def _close(conn: asyncpg.Connection, failed: bool, within: float) -> None:
+    """Close gracefully after a good run (waiting at most ``within`` seconds for the goodbye); drop the
+    connection at once after a failure or cancellation (a frozen server would not answer)."""
+    if failed or within <= 0:
+        conn.terminate()
+        return
+    try:
+        await conn.close(timeout=within)
+    except Exception:  # the run's verdict stands: a failed goodbye says nothing more
+        conn.terminate()
+
+
+async def _run(target: PostgresTarget, ctx: ProbeContext) -> Result:
+    loop = asyncio.get_running_loop()
+    # A little inside the runner's bound, so that the phase that hangs is the one reported.
+    deadline = loop.time() + target.timeout * 0.95
+    hard_deadline = loop.time() + target.timeout  # the runner's
+    tls = _tls_for(target, ctx)
+    classify = partial(_classify, tls_required=target.sslmode in ("require", "verify-ca", "verify-full"))
+    password = target.password.get_secret_value() if target.password is not None else None
+    phases: dict[str, float] = {}
+
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout_at(deadline):
+            with driver_errors(classify):
+                conn = await asyncpg.connect(
+                    _driver_dsn(target.dsn),
+                    password=password,
+                    ssl=tls,
+                    timeout=target.timeout,  # never reached: the deadline above comes first
+                    statement_cache_size=0,  # no named prepared statements (works through pgbouncer)
+                    server_settings={"application_name": "prober"},
+                )
+    except TimeoutError:
+        raise ProbeFailure(
+            Reason.TIMEOUT, f"no answer while connecting within {format_duration(target.timeout)}"
+        ) from None
+    phases["connect"] = time.perf_counter() - started
+
+    failed = True
+    try:
+        query_started = time.perf_counter()
+        try:
+            async with asyncio.timeout_at(deadline):
+                with driver_errors(classify):
+                    one = await conn.fetchval("SELECT 1")
+                    row = await conn.fetchrow(FACTS_QUERY)
+        except TimeoutError:
+            raise ProbeFailure(
+                Reason.TIMEOUT, f"connected, but no answer to the query within {format_duration(target.timeout)}"
+            ) from None
+        phases["query"] = time.perf_counter() - query_started
+        if one != 1 or row is None:
+            raise ProbeFailure(Reason.PROTOCOL, f"unexpected answer to SELECT 1: {one!r}")
+        failed = False
+    finally:
+        await _close(conn, failed, within=min(1.0, hard_deadline - loop.time() - 0.05))
+
+    result = _judge(target, dict(row))
+    result.phases = phases
+    result.latency = sum(phases.values())
+    return result
+
+
+async def probe(target: PostgresTarget, ctx: ProbeContext) -> Result:
+    secrets = sorted({s for s in target.secrets() if len(s) >= 3}, key=len, reverse=True)
+    try:
+        result = await _run(target, ctx)
+    except ProbeFailure as failure:
+        failure.message = _mask(failure.message, secrets)
+        failure.details = _mask(failure.details, secrets)
+        raise
+    result.message = _mask(result.message, secrets)
+    result.details = _mask(result.details, secrets)
+    result.info = _mask(result.info, secrets)
+    return result
