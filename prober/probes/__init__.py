@@ -13,20 +13,32 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from prober.probes import http, tcp, tls
+from prober.probes import clickhouse, http, minio, mongodb, postgres, redis, tcp, tls
 from prober.probes._context import ProbeContext
 from prober.status import Result
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[Result]]
 
 PROBES: dict[str, ProbeFn] = {
+    "clickhouse": clickhouse.probe,
     "http": http.probe,
+    "minio": minio.probe,
+    "mongodb": mongodb.probe,
+    "postgres": postgres.probe,
+    "redis": redis.probe,
     "tcp": tcp.probe,
     "tls": tls.probe,
 }
 
 Target = Annotated[
-    http.HttpTarget | tcp.TcpTarget | tls.TlsTarget,
+    clickhouse.ClickhouseTarget
+    | http.HttpTarget
+    | minio.MinioTarget
+    | mongodb.MongodbTarget
+    | postgres.PostgresTarget
+    | redis.RedisTarget
+    | tcp.TcpTarget
+    | tls.TlsTarget,
     Field(discriminator="kind"),
 ]
 
