@@ -44,7 +44,8 @@ EXPECTED: dict[str, str] = {
     "undefined-variable.yaml": ":4: targets[0] 'api' (http): url: environment variable PROBER_TEST_UNDEFINED_VARIABLE "
     "is not set and has no default",
     "unknown-key.yaml": ":5: targets[0] 'api' (http): expected_status: unknown key (allowed: ",
-    "unknown-kind.yaml": ":3: targets[0] 'dir' (ldap): kind: kind 'ldap' is not supported yet (supported: http, ",
+    "unknown-kind.yaml": ":3: targets[0] 'dir' (ldap): kind: kind 'ldap' is not supported yet (supported: "
+    "clickhouse, http, minio, mongodb, postgres, redis, tcp, tls)",
     "unknown-top-key.yaml": ":1: unknown key 'target' (allowed: server, defaults, max_concurrency, targets)",
     "unreadable-ca-file.yaml": ":5: targets[0] 'cert' (tls): ca_file: cannot read '/nonexistent/ca.pem': "
     "No such file or directory",
