@@ -8,6 +8,7 @@ other exception into an ``unknown``/``internal`` result: nothing raises into the
 
 from __future__ import annotations
 
+import errno
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,7 +72,9 @@ def classify_os_error(exc: BaseException) -> ProbeFailure | None:
         return ProbeFailure(Reason.TLS, f"TLS error: {exc.reason or describe(exc)}")
     if isinstance(exc, ConnectionRefusedError):
         return ProbeFailure(Reason.REFUSED, "connection refused")
-    if isinstance(exc, ConnectionResetError | BrokenPipeError | EOFError | ConnectionAbortedError):
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | EOFError | ConnectionAbortedError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED)
+    ):
         return ProbeFailure(Reason.PROTOCOL, f"connection closed by peer ({type(exc).__name__})")
     if isinstance(exc, OSError) and type(exc).__name__ == "gaierror":
         return ProbeFailure(Reason.DNS, f"name resolution failed: {exc.strerror or describe(exc)}")

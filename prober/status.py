@@ -201,6 +201,7 @@ class Board:
         self.scheduler_lag = Histogram(LAG_BUCKETS)
         self.jobs = 0
         self.configured_targets = 0  # in the config, before sharding
+        self.event_loop_tasks = 0  # read on the event loop just before a scrape is rendered
 
     def apply(self, targets: Iterable[TargetBase]) -> None:
         """Adopt a new target set. Unchanged targets keep their state and counters; a target whose

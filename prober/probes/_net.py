@@ -50,6 +50,33 @@ async def connect(host: str, port: int, phases: dict[str, float]) -> tuple[async
     raise last_error
 
 
+async def connect_socket(host: str, port: int, phases: dict[str, float]) -> socket.socket:
+    """A TCP connection (a bare non-blocking socket) to the first address of ``host`` that accepts one.
+
+    For probes that only need the handshake: no transport or protocol is built, so a run costs no
+    reader registration and no connection_made/connection_lost callbacks. The caller closes the socket.
+    """
+    loop = asyncio.get_running_loop()
+    last_error: OSError | None = None
+    for address in await resolve(host, port, phases):
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            started = time.perf_counter()
+            await loop.sock_connect(sock, (address, port))
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        phases["connect"] = time.perf_counter() - started
+        return sock
+    assert last_error is not None
+    raise last_error
+
+
 async def start_tls(
     transport: asyncio.Transport,
     protocol: asyncio.Protocol,

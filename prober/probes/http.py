@@ -177,7 +177,6 @@ async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
         ctx.ssl_context(target.ca_file, verify=not target.insecure_skip_verify) if https else False
     )
     trace = HttpPhases(start=time.perf_counter())
-    certificate: dict[str, Any] | None = None
     try:
         with driver_errors(_classify):
             async with ctx.http_session().request(
@@ -190,14 +189,14 @@ async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
                 trace_request_ctx=trace,
             ) as response:
                 der = response.peer_cert if isinstance(response, CertResponse) else None
-                certificate = cert_facts(der) if der else None
                 body = await _read_capped(response)
+                end = time.perf_counter()  # the answer is complete: closing the connection is not its latency
                 status = response.status
     except ProbeFailure as failure:
         if https and failure.reason is Reason.TLS and failure.__cause__ is not None:
             raise await _tls_failure(target, ctx, failure.__cause__) from failure.__cause__
         raise
-    end = time.perf_counter()
+    certificate = cert_facts(der) if der else None  # parsed outside the timed part
     result = _judge(target, status, body)
     result.latency = end - trace.start
     result.phases = trace.phases(end)

@@ -24,6 +24,6 @@ async def probe(target: TcpTarget, ctx: ProbeContext) -> Result:
     host, port = split_address(target.address)
     phases: dict[str, float] = {}
     with driver_errors(_classify):
-        transport, _ = await _net.connect(host, port, phases)
-    transport.abort()
+        sock = await _net.connect_socket(host, port, phases)
+    sock.close()
     return ok("connected", phases=phases, latency=sum(phases.values()))

@@ -31,7 +31,8 @@ def config(peers: Peers, token_file: Path) -> str:
         f"master_name: m, sentinel_password: {CANARY}}}",
         f"{{name: mongo-uri, kind: mongodb, uri: 'mongodb://app:{CANARY}@{echo}/'}}",
         f"{{name: mongo-password, kind: mongodb, uri: 'mongodb://app@{closed}/', password: {CANARY}}}",
-        f"{{name: minio, kind: minio, endpoint: 'http://{echo}', access_key: app, secret_key: {CANARY}, bucket: uploads}}",
+        f"{{name: minio, kind: minio, endpoint: 'http://{echo}', access_key: app, secret_key: {CANARY}, "
+        "bucket: uploads}",
         f"{{name: minio-closed, kind: minio, endpoint: 'http://{closed}', access_key: app, secret_key: {CANARY}, "
         "bucket: uploads, health_endpoints: false}",
         f"{{name: ch-url, kind: clickhouse, url: 'http://app:{CANARY}@{http}/db'}}",
