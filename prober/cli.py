@@ -191,6 +191,10 @@ def run(path: str | None, listen: str | None, shard_spec: str | None) -> int:
         _print_problems(exc)
         return CONFIG_ERROR_EXIT
     log.info("prober %s starting with config from %s", __version__, config.source)
+    if os.environ.get("PROBER_UVLOOP") == "1":  # opt-in: pip install 'prober[uvloop]'
+        import uvloop
+
+        return uvloop.run(daemon.run(config))
     return asyncio.run(daemon.run(config))
 
 

@@ -49,7 +49,8 @@ class Sample:
 
 
 def targets(peers: Peers, count: int, pg: postgres.PgServer, rd: redis.Process) -> list[str]:
-    """YAML lines: 1 % PostgreSQL and 1 % Redis (at least 2 each), 10 % failing, 10 % flapping,
+    """YAML lines: 1 % PostgreSQL and 1 % Redis (at least 2 each), 10 % failing (closed ports, 2 MiB
+    bodies, random bytes), 10 % flapping,
     8 % hanging, the rest ok (http, tcp, tls)."""
     per_db = max(2, count // 100)
     lines = [f"{{name: pg{i}, kind: postgres, dsn: '{pg.dsn('app')}'}}" for i in range(per_db)]
@@ -59,7 +60,13 @@ def targets(peers: Peers, count: int, pg: postgres.PgServer, rd: redis.Process) 
     for mix, number in plan:
         for i in range(number):
             name = f"{mix}{i}"
-            if mix == "fail":
+            if mix == "fail" and i % 4 == 2:  # a body far over the 1 MiB cap
+                lines.append(f"{{name: {name}, kind: http, critical: false, url: '{peers.url('/huge')}'}}")
+            elif mix == "fail" and i % 4 == 3:  # random bytes instead of HTTP
+                lines.append(
+                    f"{{name: {name}, kind: http, critical: false, url: 'http://{peers.address('garbage')}/'}}"
+                )
+            elif mix == "fail":
                 lines.append(f"{{name: {name}, kind: tcp, critical: false, address: '{peers.address('closed')}'}}")
             elif mix == "flap":
                 url = peers.url("/flap?period=7")

@@ -25,7 +25,7 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]' -r .ci/requirements-test.txt
+.venv/bin/python -m pip install -q -e '.[dev,uvloop]' -r .ci/requirements-test.txt
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

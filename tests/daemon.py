@@ -17,7 +17,7 @@ from tests.helpers import ROOT, free_port
 
 
 class Daemon:
-    def __init__(self, config: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, *extra: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.port = free_port()
         self.config = config
         self.log_path = config.parent / f"prober-{self.port}.log"
@@ -26,8 +26,8 @@ class Daemon:
             [sys.executable, "-m", "prober", "run", "-c", str(config), "--listen", f"127.0.0.1:{self.port}", *extra],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            cwd=cwd or ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         )
         self.wait_until(lambda: self.get("/healthz")[0] == 200, what="/healthz")
 

@@ -265,3 +265,15 @@ def test_bad_shard_is_a_clean_error(tmp_path: Path) -> None:
     done = run_cli("run", "-c", str(write(tmp_path / "p.yaml", "targets: []\n")), "--shard", "2/2")
     assert done.returncode == 2
     assert "--shard: shard index must be in 0..1" in done.stderr
+
+
+def test_uvloop_opt_in(peers: Peers, tmp_path: Path) -> None:
+    running = Daemon(write(tmp_path / "p.yaml", base_config(peers)), env={"PROBER_UVLOOP": "1"})
+    try:
+        running.wait_until(lambda: running.get("/readyz")[0] == 200, what="first results")
+        assert running.status()[1]["checks"]["api"]["status"] == "ok"
+        pid = running.process.pid
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "uvloop" in maps  # the loop really is uvloop's
+    finally:
+        assert running.stop() == 0
