@@ -61,6 +61,8 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
         return ProbeFailure(Reason.TLS, f"TLS error: {describe(exc)}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return classify_os_error(exc.os_error)
+    if isinstance(exc, aiohttp.ClientOSError):  # a reset or broken pipe after connecting
+        return classify_os_error(exc)
     if isinstance(exc, aiohttp.TooManyRedirects):
         return ProbeFailure(Reason.PROTOCOL, f"more than {MAX_REDIRECTS} redirects")
     if isinstance(exc, aiohttp.ServerDisconnectedError):

@@ -147,3 +147,23 @@ async def test_header_values_never_reach_the_result(peers: Peers, ctx: ProbeCont
     result = await run_probe(http_target, ctx)
     assert result.reason is Reason.ASSERTION
     assert secret not in repr(result)
+
+
+def test_a_reset_after_connecting_is_protocol_whatever_form_it_takes() -> None:
+    """A peer that resets the connection surfaces from aiohttp in three forms, depending on timing."""
+    import errno
+
+    import aiohttp
+
+    from prober.errors import ProbeFailure, driver_errors
+    from prober.probes.http import _classify
+
+    for exc in (
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"),
+        ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+    ):
+        with pytest.raises(ProbeFailure) as caught, driver_errors(_classify):
+            raise exc
+        assert caught.value.reason is Reason.PROTOCOL, exc
+        assert "closed" in caught.value.message, exc
