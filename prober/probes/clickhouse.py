@@ -32,6 +32,7 @@ from pydantic import AfterValidator, SecretStr
 
 from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
 from prober.models import Duration, ReadableFile, TargetBase, format_duration
+from prober.probes import _aiohttp
 from prober.probes._context import ProbeContext
 from prober.status import Reason, Result, degraded, ok
 
@@ -142,24 +143,7 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
         if status is not None:  # an HTTP error without a ClickHouse error code
             return ProbeFailure(Reason.PROTOCOL, f"HTTP {status} without a ClickHouse error: not a ClickHouse server?")
         return ProbeFailure(Reason.PROTOCOL, f"unexpected answer: {_short(describe(exc))}")
-    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError and friends too
-        return ProbeFailure(Reason.TIMEOUT, "timed out")
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return ProbeFailure(Reason.DNS, f"name resolution failed: {describe(exc.os_error)}")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return ProbeFailure(Reason.TLS, f"certificate verification failed: {describe(exc.certificate_error)}")
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return ProbeFailure(Reason.TLS, f"TLS error: {describe(exc)}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return classify_os_error(exc.os_error)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        said = " ".join(str(exc.message).split()) or describe(exc)  # aiohttp's parser errors span lines
-        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {_short(said)}")
-    if isinstance(exc, aiohttp.ClientError):
-        return ProbeFailure(Reason.PROTOCOL, _short(describe(exc)))
-    return None
+    return _aiohttp.classify(exc)
 
 
 @asynccontextmanager

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import AfterValidator, Field, SecretStr
 
-from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors, shorten
+from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
 from prober.models import ReadableFile, TargetBase
+from prober.probes import _aiohttp
 from prober.probes._context import CertResponse, HttpPhases, ProbeContext
 from prober.probes._tls import cert_facts, fetch_unverified_cert
 from prober.status import Reason, Result, State, degraded, ok, unhealthy
@@ -51,33 +52,6 @@ class HttpTarget(TargetBase):
     body_status_field: str | None = None
 
 
-def _classify(exc: BaseException) -> ProbeFailure | None:
-    """aiohttp's exceptions -> the fixed reasons."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return ProbeFailure(Reason.DNS, f"name resolution failed: {describe(exc.os_error)}")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return ProbeFailure(Reason.TLS, f"certificate verification failed: {describe(exc.certificate_error)}")
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return ProbeFailure(Reason.TLS, f"TLS error: {describe(exc)}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return classify_os_error(exc.os_error)
-    if isinstance(exc, aiohttp.ClientOSError):  # a reset or broken pipe after connecting
-        return classify_os_error(exc)
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return ProbeFailure(Reason.PROTOCOL, f"more than {MAX_REDIRECTS} redirects")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
-    if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line, oversized header, ...
-        return ProbeFailure(
-            Reason.PROTOCOL, f"invalid HTTP response: {shorten(str(exc.message), 200) or describe(exc)}"
-        )
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ProbeFailure(Reason.PROTOCOL, f"invalid response body: {describe(exc)}")
-    if isinstance(exc, aiohttp.ClientError):
-        return ProbeFailure(Reason.PROTOCOL, describe(exc))
-    return None
-
-
 def _headers(target: HttpTarget) -> dict[str, str]:
     headers = {name: value.get_secret_value() for name, value in target.headers.items()}
     if target.bearer_token is not None:
@@ -98,7 +72,7 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
 
 async def _tls_failure(target: HttpTarget, ctx: ProbeContext, exc: BaseException) -> ProbeFailure:
     """A failed handshake still reports the certificate's expiry (read without verification)."""
-    failure = _classify(exc) or classify_os_error(exc) or ProbeFailure(Reason.TLS, describe(exc))
+    failure = _aiohttp.classify(exc) or classify_os_error(exc) or ProbeFailure(Reason.TLS, describe(exc))
     parts = urlsplit(target.url)
     host = parts.hostname or ""
     der = await fetch_unverified_cert(
@@ -180,7 +154,7 @@ async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
     )
     trace = HttpPhases(start=time.perf_counter())
     try:
-        with driver_errors(_classify):
+        with driver_errors(_aiohttp.classify):
             async with ctx.http_session().request(
                 target.method,
                 target.url,

@@ -29,7 +29,6 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import ParseError
 
-import aiohttp
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
@@ -49,6 +48,7 @@ from urllib3.exceptions import (
 
 from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
 from prober.models import ReadableFile, TargetBase
+from prober.probes import _aiohttp
 from prober.probes._context import ProbeContext
 from prober.status import Reason, Result, degraded, ok
 
@@ -167,25 +167,6 @@ def _classify_s3(exc: S3Error) -> ProbeFailure:
     return ProbeFailure(Reason.PROTOCOL, f"S3 error {said}", details)
 
 
-def _classify_aiohttp(exc: aiohttp.ClientError) -> ProbeFailure:
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return ProbeFailure(Reason.DNS, f"name resolution failed: {describe(exc.os_error)}")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return ProbeFailure(Reason.TLS, f"certificate verification failed: {describe(exc.certificate_error)}")
-    if isinstance(exc, aiohttp.ClientSSLError):
-        return ProbeFailure(Reason.TLS, f"TLS error: {describe(exc)}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return classify_os_error(exc.os_error) or ProbeFailure(Reason.REFUSED, describe(exc))
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
-    if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line, oversized header, ...
-        first = exc.message.strip().splitlines()[0].rstrip(":") if exc.message.strip() else describe(exc)
-        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {first[:120]} (not an HTTP server?)")
-    if isinstance(exc, aiohttp.ClientOSError):
-        return classify_os_error(exc) or ProbeFailure(Reason.PROTOCOL, describe(exc))
-    return ProbeFailure(Reason.PROTOCOL, f"HTTP error: {describe(exc)}")
-
-
 def _classify(exc: BaseException) -> ProbeFailure | None:
     """minio-py, urllib3 and aiohttp exceptions -> the fixed reasons."""
     if isinstance(exc, S3Error):
@@ -200,9 +181,7 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
         return ProbeFailure(Reason.PROTOCOL, f"not an S3 answer: {describe(exc)}")
     if isinstance(exc, HTTPError):
         return _classify_urllib3(exc)
-    if isinstance(exc, aiohttp.ClientError):
-        return _classify_aiohttp(exc)
-    return None
+    return _aiohttp.classify(exc)
 
 
 # --- health endpoints --------------------------------------------------------------------------

@@ -156,14 +156,14 @@ def test_a_reset_after_connecting_is_protocol_whatever_form_it_takes() -> None:
     import aiohttp
 
     from prober.errors import ProbeFailure, driver_errors
-    from prober.probes.http import _classify
+    from prober.probes._aiohttp import classify
 
     for exc in (
         aiohttp.ServerDisconnectedError(),
         aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"),
         ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
     ):
-        with pytest.raises(ProbeFailure) as caught, driver_errors(_classify):
+        with pytest.raises(ProbeFailure) as caught, driver_errors(classify):
             raise exc
         assert caught.value.reason is Reason.PROTOCOL, exc
         assert "closed" in caught.value.message, exc
