@@ -1,0 +1,70 @@
+"""The fast /metrics renderer writes exactly what prometheus_client's encoders write for the same
+collector, in both formats, for every kind of value a board can hold."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+from prober.metrics import ProberCollector, make_registry, render, render_collector
+from prober.status import Board, Reason, Result, State, TargetStatus
+
+
+def board() -> Board:
+    filled = Board()
+    filled.configured_targets = 7
+    filled.jobs = 6
+    filled.reload_success_time = 1_700_000_000.5
+    results = [
+        ("api", "http", True, Result(State.OK, latency=0.0123, phases={"connect": 0.001, "request": 0.01})),
+        ("cache", "redis", False, Result(State.UNHEALTHY, Reason.REFUSED, "connection refused", latency=0.002)),
+        (
+            "db",
+            "postgres",
+            True,
+            Result(
+                State.DEGRADED,
+                message="lag",
+                latency=7.5,
+                gauges={"replication_lag_seconds": 42.0, "connection_usage_ratio": 0.25},
+                info={"version": 'PostgreSQL 15.18 "quoted" \\ back', "role": "replica"},
+            ),
+        ),
+        ("cert", "tls", True, Result(State.OK, latency=1e-05, gauges={"tls_cert_not_after_timestamp_seconds": 1.8e9})),
+        ("bug", "tcp", True, Result(State.UNKNOWN, Reason.INTERNAL, "internal error", latency=0.3)),
+        ("mem", "redis", False, Result(State.OK, latency=float("inf"), gauges={"memory_usage_ratio": 1.0})),
+    ]
+    for name, kind, critical, result in results:
+        status = TargetStatus(name, kind, critical, interval=15.0)
+        status.record(result, 1, 1, now=1_700_000_100.0)
+        status.record(result, 1, 1, now=1_700_000_115.0)
+        filled.targets[name] = status
+    filled.targets["new"] = TargetStatus("new", "mongodb", True, interval=30.0)  # no result yet
+    for lag in (0.0, 0.004, 0.3, 12.0):
+        filled.scheduler_lag.observe(lag)
+    return filled
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_renderer_matches_prometheus_client(openmetrics: bool) -> None:
+    collector = ProberCollector(board())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    if openmetrics:
+        encoded = cast(bytes, openmetrics_latest(registry))  # type: ignore[no-untyped-call]
+        expected = encoded.decode().removesuffix("# EOF\n")
+    else:
+        expected = generate_latest(registry).decode()
+    assert render_collector(collector, openmetrics) == expected
+
+
+def test_whole_registry_renders_in_both_formats() -> None:
+    registry = make_registry(board())
+    text = render(registry, openmetrics=False).decode()
+    assert 'prober_up{kind="http",target="api"} 1.0' in text and "process_" in text
+    om = render(cast(CollectorRegistry, registry), openmetrics=True).decode()
+    assert om.endswith("# EOF\n")
