@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import trustme
-from aiohttp import web
 from mockupdb import MockupDB
 
 from tests.helpers import free_port, require, wait_for_port
+from tests.peers.web import hello_http_server
 
 WIRE_VERSION = 21  # MongoDB 7.0
 VERSION = "7.0.14"
@@ -204,27 +204,13 @@ def secondary_hello(member_address: str, hosts: list[str], primary: str | None) 
 Garbage = Literal["http", "random", "close", "silent"]
 
 
-async def _http_server() -> tuple[web.AppRunner, int]:
-    app = web.Application()
-
-    async def hello(_request: web.Request) -> web.Response:
-        return web.Response(text="hello")
-
-    app.router.add_get("/", hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, port
-
-
 @asynccontextmanager
 async def garbage_peer(mode: Garbage) -> AsyncIterator[int]:
     """A port where MongoDB should be, served by the test's event loop: ``http`` a real aiohttp server;
     ``random`` reads the client's first message and answers 4 KiB of seeded random bytes; ``close``
     hangs up at once; ``silent`` accepts and reads but never answers (a frozen server). Yields the port."""
     if mode == "http":
-        runner, port = await _http_server()
+        runner, port = await hello_http_server()
         try:
             yield port
         finally:

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import pytest
 import redis
 import trustme
-from aiohttp import web
 
 from tests.helpers import free_port, require, wait_for_port
+from tests.peers.web import hello_http_server
 
 PASSWORD = "Redis-S3cret-pw"  # the data nodes' requirepass (and masterauth)
 SENTINEL_PASSWORD = "Sentinel-S3cret-pw"
@@ -304,20 +304,6 @@ class GarbagePeer:
     connections: int = 0
 
 
-async def _http_server() -> tuple[web.AppRunner, int]:
-    app = web.Application()
-
-    async def hello(_request: web.Request) -> web.Response:
-        return web.Response(text="hello")
-
-    app.router.add_get("/", hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, port
-
-
 @asynccontextmanager
 async def garbage_peer(mode: Garbage) -> AsyncIterator[GarbagePeer]:
     """A peer on loopback that does not speak RESP, served by the test's own event loop:
@@ -326,7 +312,7 @@ async def garbage_peer(mode: Garbage) -> AsyncIterator[GarbagePeer]:
     reply; ``silent`` reads and never answers; ``echo-error`` answers the first command with an
     error reply that quotes it, password and all."""
     if mode == "http":
-        runner, port = await _http_server()
+        runner, port = await hello_http_server()
         try:
             yield GarbagePeer(port)
         finally:

@@ -134,6 +134,22 @@ def health_app() -> web.Application:
     return app
 
 
+async def hello_http_server() -> tuple[web.AppRunner, int]:
+    """A plain HTTP server answering "hello" on a free port, in the caller's event loop (an HTTP server
+    where a database should be)."""
+    app = web.Application()
+
+    async def hello(_request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
 @dataclass
 class Certs:
     ca: trustme.CA
