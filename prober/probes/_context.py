@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 from aiohttp.connector import Connection
 
+from prober.probes._tls import peer_cert_der
+
 
 @dataclass(slots=True)
 class HttpPhases:
@@ -81,10 +83,7 @@ class CertRequest(aiohttp.ClientRequest):
         response = await super().send(conn)
         transport = conn.transport
         if isinstance(response, CertResponse) and transport is not None:
-            ssl_object = transport.get_extra_info("ssl_object")
-            if ssl_object is not None:
-                der = ssl_object.getpeercert(binary_form=True)
-                response.peer_cert = der if isinstance(der, bytes) else None
+            response.peer_cert = peer_cert_der(transport.get_extra_info("ssl_object"))
         return response
 
 

@@ -33,23 +33,6 @@ async def resolve(host: str, port: int, phases: dict[str, float]) -> list[str]:
     return addresses
 
 
-async def connect(host: str, port: int, phases: dict[str, float]) -> tuple[asyncio.Transport, asyncio.Protocol]:
-    """A TCP connection to the first address of ``host`` that accepts one."""
-    loop = asyncio.get_running_loop()
-    last_error: OSError | None = None
-    for address in await resolve(host, port, phases):
-        started = time.perf_counter()
-        try:
-            transport, protocol = await loop.create_connection(asyncio.Protocol, address, port)
-        except OSError as exc:
-            last_error = exc
-            continue
-        phases["connect"] = time.perf_counter() - started
-        return transport, protocol
-    assert last_error is not None
-    raise last_error
-
-
 async def connect_socket(host: str, port: int, phases: dict[str, float]) -> socket.socket:
     """A TCP connection (a bare non-blocking socket) to the first address of ``host`` that accepts one.
 
@@ -75,6 +58,16 @@ async def connect_socket(host: str, port: int, phases: dict[str, float]) -> sock
         return sock
     assert last_error is not None
     raise last_error
+
+
+async def connect(host: str, port: int, phases: dict[str, float]) -> tuple[asyncio.Transport, asyncio.Protocol]:
+    """A TCP connection wrapped in a transport, for probes that go on to TLS."""
+    sock = await connect_socket(host, port, phases)
+    try:
+        return await asyncio.get_running_loop().create_connection(asyncio.Protocol, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def start_tls(
