@@ -1,9 +1,11 @@
 """aiohttp's client exceptions mapped to the fixed reasons: the one mapping for every kind whose traffic
-goes through aiohttp (http, and the HTTP parts of minio and clickhouse)."""
+goes through aiohttp: the http probe's exchange (aiohttp's protocol and parser, :mod:`._http1`) and the
+HTTP parts of minio and clickhouse (aiohttp's client session)."""
 
 from __future__ import annotations
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from prober.errors import ProbeFailure, classify_os_error, describe, shorten
 from prober.status import Reason
@@ -28,6 +30,9 @@ def classify(exc: BaseException) -> ProbeFailure | None:
         return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
     if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line, oversized header, ...
         said = shorten(str(exc.message), 120) or describe(exc)  # a parser's words can span lines
+        return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {said}")
+    if isinstance(exc, HttpProcessingError):  # from aiohttp's parser, as the http probe's exchange meets it
+        said = shorten(str(exc.message), 120) or type(exc).__name__
         return ProbeFailure(Reason.PROTOCOL, f"invalid HTTP response: {said}")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProbeFailure(Reason.PROTOCOL, f"invalid response body: {describe(exc)}")

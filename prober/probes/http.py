@@ -1,7 +1,9 @@
 """``http``: an application's liveness/readiness endpoint answers with the expected status and body.
 
-Probe traffic goes through aiohttp's client (see README, "Why aiohttp"): one shared session, a fresh
-TCP connection per run, per-phase timings from aiohttp's trace hooks. Reads are capped at
+Each run is one HTTP/1.1 exchange on a fresh TCP connection, made with aiohttp's own protocol, parser
+and request writer (:mod:`._http1`; see README, "Why aiohttp"). Phases: ``dns`` (names only),
+``connect``, ``tls`` (https), ``request`` (until the response headers) and ``body``; with redirects
+followed, the phases are the last hop's and the latency covers all of them. Reads are capped at
 ``MAX_BODY`` bytes; a larger body is a ``protocol`` failure.
 """
 
@@ -13,13 +15,13 @@ import time
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import aiohttp
 from pydantic import AfterValidator, Field, SecretStr
+from yarl import URL
 
 from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
 from prober.models import ReadableFile, TargetBase
-from prober.probes import _aiohttp
-from prober.probes._context import CertResponse, HttpPhases, ProbeContext
+from prober.probes import _aiohttp, _http1
+from prober.probes._context import ProbeContext
 from prober.probes._tls import cert_facts, fetch_unverified_cert
 from prober.status import Reason, Result, State, degraded, ok, unhealthy
 
@@ -57,17 +59,6 @@ def _headers(target: HttpTarget) -> dict[str, str]:
     if target.bearer_token is not None:
         headers["Authorization"] = f"Bearer {target.bearer_token.get_secret_value()}"
     return headers
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await response.content.read(65536):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ProbeFailure(Reason.PROTOCOL, f"response body larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _tls_failure(target: HttpTarget, ctx: ProbeContext, exc: BaseException) -> ProbeFailure:
@@ -147,36 +138,36 @@ def _judge(target: HttpTarget, status: int, body: bytes) -> Result:
     return unhealthy(Reason.ASSERTION, said)
 
 
+def _tls_for(target: HttpTarget, ctx: ProbeContext) -> _http1.TlsFor:
+    def context(_url: URL) -> ssl.SSLContext:
+        return ctx.ssl_context(target.ca_file, verify=not target.insecure_skip_verify)
+
+    return context
+
+
 async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
-    https = target.url.startswith("https:")
-    tls: ssl.SSLContext | bool = (
-        ctx.ssl_context(target.ca_file, verify=not target.insecure_skip_verify) if https else False
-    )
-    trace = HttpPhases(start=time.perf_counter())
+    url = URL(target.url)
+    started = time.perf_counter()
     try:
         with driver_errors(_aiohttp.classify):
-            async with ctx.http_session().request(
+            answer = await _http1.fetch(
+                url,
                 target.method,
-                target.url,
-                headers=_headers(target),
-                allow_redirects=target.follow_redirects,
+                _headers(target),
+                _tls_for(target, ctx),
+                follow_redirects=target.follow_redirects,
                 max_redirects=MAX_REDIRECTS,
-                ssl=tls,
-                trace_request_ctx=trace,
-            ) as response:
-                der = response.peer_cert if isinstance(response, CertResponse) else None
-                body = await _read_capped(response)
-                end = time.perf_counter()  # the answer is complete: closing the connection is not its latency
-                status = response.status
+                max_body=MAX_BODY,
+            )
     except ProbeFailure as failure:
-        if https and failure.reason is Reason.TLS and failure.__cause__ is not None:
+        if url.scheme == "https" and failure.reason is Reason.TLS and failure.__cause__ is not None:
             raise await _tls_failure(target, ctx, failure.__cause__) from failure.__cause__
         raise
-    certificate = cert_facts(der) if der else None  # parsed outside the timed part
-    result = _judge(target, status, body)
-    result.latency = end - trace.start
-    result.phases = trace.phases(end)
-    result.details["status_code"] = status
+    certificate = cert_facts(answer.peer_cert) if answer.peer_cert else None  # parsed outside the timed part
+    result = _judge(target, answer.status, answer.body)
+    result.latency = answer.end - started
+    result.phases = answer.phases
+    result.details["status_code"] = answer.status
     if certificate is not None:
         result.details["certificate"] = certificate
         result.gauges["tls_cert_not_after_timestamp_seconds"] = certificate["not_after_timestamp"]

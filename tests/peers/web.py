@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gzip
+import json
 import socket
 import ssl
 import threading
@@ -128,6 +130,20 @@ def health_app() -> web.Application:
     @routes.get("/echo-headers")
     async def echo_headers(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "x_api_key": request.headers.get("X-Api-Key", "")})
+
+    @routes.route("*", "/redirect-to")
+    async def redirect_to(request: web.Request) -> web.Response:
+        status = int(request.query.get("status", "302"))
+        return web.Response(status=status, headers={"Location": request.query["to"]})
+
+    @routes.route("*", "/method")
+    async def method(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "method": request.method})
+
+    @routes.get("/gzip")
+    async def gzipped(_r: web.Request) -> web.Response:
+        body = gzip.compress(json.dumps({"status": "ok", "padding": "p" * 5000}).encode())
+        return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
 
     app = web.Application()
     app.add_routes(routes)

@@ -167,3 +167,58 @@ def test_a_reset_after_connecting_is_protocol_whatever_form_it_takes() -> None:
             raise exc
         assert caught.value.reason is Reason.PROTOCOL, exc
         assert "closed" in caught.value.message, exc
+
+
+async def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> Any:
+    """The JSON body of the final answer, through the probe's own exchange with redirects followed."""
+    import json
+
+    from yarl import URL
+
+    from prober.probes import _http1
+
+    def no_tls(_url: URL) -> Any:
+        raise AssertionError("no https here")
+
+    answer = await _http1.fetch(
+        URL(url), method, headers or {}, no_tls, follow_redirects=True, max_redirects=3, max_body=1 << 20
+    )
+    return json.loads(answer.body)
+
+
+async def test_a_redirect_to_another_origin_drops_the_authorization(peers: Peers) -> None:
+    auth = {"Authorization": "Bearer t0ken"}
+    port = peers.ports["http"]
+    same = await fetch(peers.url("/redirect-to?to=/echo-auth"), headers=auth)
+    other = await fetch(peers.url(f"/redirect-to?to=http://localhost:{port}/echo-auth"), headers=auth)
+    assert (same["status"], other["status"]) == ("Bearer t0ken", "")
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "then"), [(303, "POST", "GET"), (302, "POST", "GET"), (307, "POST", "POST")]
+)
+async def test_the_method_after_a_redirect(peers: Peers, status: int, method: str, then: str) -> None:
+    answer = await fetch(peers.url(f"/redirect-to?to=/method&status={status}"), method=method)
+    assert answer["method"] == then
+
+
+async def test_url_userinfo_is_sent_as_basic_auth(peers: Peers) -> None:
+    answer = await fetch(f"http://user:pw@{peers.address('http')}/echo-auth")
+    assert answer["status"] == "Basic dXNlcjpwdw=="  # base64("user:pw")
+
+
+@pytest.mark.parametrize("method", ["HEAD", "POST", "PUT", "OPTIONS"])
+async def test_methods(peers: Peers, ctx: ProbeContext, method: str) -> None:
+    result = await probe(peers.url("/method"), ctx, method=method)
+    assert (result.state, result.message) == (State.OK, "HTTP 200"), result.message
+
+
+async def test_a_compressed_body_is_decoded(peers: Peers, ctx: ProbeContext) -> None:
+    result = await probe(peers.url("/gzip"), ctx, body_status_field="status")
+    assert (result.state, result.message) == (State.OK, "HTTP 200, status=ok"), result.message
+
+
+async def test_https_phases_include_the_handshake(peers: Peers, ctx: ProbeContext) -> None:
+    result = await probe(peers.url("/plain", "https"), ctx, ca_file=str(peers.certs.ca_file))
+    assert set(result.phases) == {"dns", "connect", "tls", "request", "body"}, result.phases  # "localhost"
+    assert result.latency is not None and sum(result.phases.values()) <= result.latency
