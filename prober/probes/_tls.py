@@ -1,4 +1,7 @@
-"""Certificate facts shared by the ``tls`` probe and ``https`` URLs of the ``http`` probe."""
+"""Certificate facts shared by the ``tls`` probe and ``https`` URLs of the ``http`` probe.
+
+cryptography is imported on first use, so a config without TLS checks does not load it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,17 @@ import asyncio
 import contextlib
 import ssl
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.x509.oid import ExtensionOID, NameOID
+if TYPE_CHECKING:
+    from cryptography import x509
 
 SECONDS_PER_DAY = 86400.0
 
 
 def _name(name: x509.Name) -> str:
+    from cryptography.x509.oid import NameOID
+
     common = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     if common:
         return str(common[0].value)
@@ -23,6 +28,9 @@ def _name(name: x509.Name) -> str:
 
 def cert_facts(der: bytes, now: float | None = None) -> dict[str, Any]:
     """Expiry, days left, subject, issuer and SANs of a DER certificate."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+
     cert = x509.load_der_x509_certificate(der)
     not_after = cert.not_valid_after_utc.timestamp()
     now = time.time() if now is None else now

@@ -8,6 +8,8 @@ closed. The client's connect/read timeouts are the remaining budget and its quer
 built-in reconnect after a connect timeout can therefore only happen past the deadline, which the probe enforces
 itself. A server too old for clickhouse-connect fails its setup queries; the probe then reads ``SELECT version()``
 over plain HTTP and reports ``protocol`` naming that version.
+
+clickhouse-connect is imported on first use, so a config without clickhouse targets does not load it.
 """
 
 from __future__ import annotations
@@ -21,13 +23,10 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
-import clickhouse_connect
-from clickhouse_connect.driver.asyncclient import AsyncClient
-from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 from pydantic import AfterValidator, SecretStr
 
 from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
@@ -35,6 +34,10 @@ from prober.models import Duration, ReadableFile, TargetBase, format_duration
 from prober.probes import _aiohttp
 from prober.probes._context import ProbeContext
 from prober.status import Reason, Result, degraded, ok
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.asyncclient import AsyncClient
+    from clickhouse_connect.driver.exceptions import ClickHouseError
 
 DEFAULT_PORTS = {"http": 8123, "https": 8443}
 # UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD (old servers), AUTHENTICATION_FAILED (current ones)
@@ -130,6 +133,8 @@ def _server_says(exc: ClickHouseError) -> str:
 
 def _classify(exc: BaseException) -> ProbeFailure | None:
     """clickhouse-connect's and aiohttp's exceptions -> the fixed reasons."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
+
     if isinstance(exc, ClickHouseError):
         cause = exc.__cause__
         if cause is not None and not isinstance(cause, ClickHouseError):  # a transport error, wrapped
@@ -199,6 +204,9 @@ async def _plain_version(ctx: ProbeContext, server: _Server, tls: ssl.SSLContext
 async def _open(
     ctx: ProbeContext, target: ClickhouseTarget, server: _Server, tls: ssl.SSLContext | bool, deadline: float
 ) -> AsyncClient:
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
     budget = _remaining(deadline)
     try:
         client: AsyncClient = await clickhouse_connect.get_async_client(
@@ -275,6 +283,8 @@ def _judge(target: ClickhouseTarget, version: str, replicas: Sequence[Sequence[A
 
 
 async def _replicas(client: AsyncClient) -> Sequence[Sequence[Any]] | None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
     try:
         answer = await client.query(REPLICAS_SQL)
     except DatabaseError as exc:

@@ -15,6 +15,8 @@ minio-py is synchronous, so the S3 part runs in the context's worker pool (``ctx
 own urllib3 pool per run (a fresh connection, closed afterwards), retries disabled and every request's
 connect and read timeouts bounded by what is left of the target's ``timeout``: the worker thread finishes
 at about the same time as the run, even when the peer never answers.
+
+minio-py and urllib3 are imported on first use, so a config without minio targets does not load them.
 """
 
 from __future__ import annotations
@@ -25,32 +27,24 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, Self
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import ParseError
 
-import urllib3
-from minio import Minio
-from minio.error import InvalidResponseError, S3Error, ServerError
-from minio.helpers import check_bucket_name
 from pydantic import AfterValidator, SecretStr, model_validator
-from urllib3 import BaseHTTPResponse
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    MaxRetryError,
-    NameResolutionError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-    SSLError,
-)
 
 from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
 from prober.models import ReadableFile, TargetBase
 from prober.probes import _aiohttp
 from prober.probes._context import ProbeContext
 from prober.status import Reason, Result, degraded, ok
+
+if TYPE_CHECKING:
+    from minio import Minio
+    from minio.error import S3Error
+    from urllib3 import BaseHTTPResponse, PoolManager
+    from urllib3.exceptions import HTTPError
 
 LIVE = "/minio/health/live"
 CLUSTER = "/minio/health/cluster"
@@ -89,6 +83,8 @@ def _check_endpoint(endpoint: str) -> str:
 
 
 def _check_bucket(name: str) -> str:
+    from minio.helpers import check_bucket_name
+
     check_bucket_name(name)  # minio-py's own rules, so the client never rejects a name mid-run
     return name
 
@@ -128,6 +124,16 @@ def _cause(exc: BaseException) -> BaseException | None:
 
 
 def _classify_urllib3(exc: HTTPError) -> ProbeFailure:
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        MaxRetryError,
+        NameResolutionError,
+        NewConnectionError,
+        ProtocolError,
+        ReadTimeoutError,
+        SSLError,
+    )
+
     if isinstance(exc, MaxRetryError) and exc.reason is not None:  # only when a Retry object is in play
         return _classify(exc.reason) or ProbeFailure(Reason.PROTOCOL, describe(exc.reason))
     if isinstance(exc, NameResolutionError):  # before NewConnectionError, its base
@@ -169,6 +175,9 @@ def _classify_s3(exc: S3Error) -> ProbeFailure:
 
 def _classify(exc: BaseException) -> ProbeFailure | None:
     """minio-py, urllib3 and aiohttp exceptions -> the fixed reasons."""
+    from minio.error import InvalidResponseError, S3Error, ServerError
+    from urllib3.exceptions import HTTPError
+
     if isinstance(exc, S3Error):
         return _classify_s3(exc)
     if isinstance(exc, ServerError):
@@ -262,23 +271,30 @@ async def _check_health(target: MinioTarget, ctx: ProbeContext) -> _Health:
 # --- S3 through minio-py, in a worker thread ---------------------------------------------------
 
 
-class _BudgetPool(urllib3.PoolManager):
-    """A urllib3 pool whose every request is bounded by what is left of the run's time budget, with
-    retries and redirects off: minio-py passes no timeout of its own, so this one applies."""
+@cache
+def _budget_pool_class() -> Callable[..., PoolManager]:
+    """The pool class, defined on first use because its base class is urllib3's."""
+    import urllib3
 
-    def __init__(self, deadline: float, **kwargs: Any) -> None:
-        super().__init__(num_pools=1, maxsize=1, retries=False, **kwargs)
-        self.deadline = deadline
+    class _BudgetPool(urllib3.PoolManager):
+        """A urllib3 pool whose every request is bounded by what is left of the run's time budget, with
+        retries and redirects off: minio-py passes no timeout of its own, so this one applies."""
 
-    def urlopen(  # type: ignore[override]  # the same override urllib3's PoolManager makes
-        self, method: str, url: str, redirect: bool = True, **kw: Any
-    ) -> BaseHTTPResponse:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the run's time budget is spent")
-        kw["timeout"] = urllib3.Timeout(connect=left, read=left)
-        kw["retries"] = False
-        return super().urlopen(method, url, redirect=False, **kw)
+        def __init__(self, deadline: float, **kwargs: Any) -> None:
+            super().__init__(num_pools=1, maxsize=1, retries=False, **kwargs)
+            self.deadline = deadline
+
+        def urlopen(  # type: ignore[override]  # the same override urllib3's PoolManager makes
+            self, method: str, url: str, redirect: bool = True, **kw: Any
+        ) -> BaseHTTPResponse:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the run's time budget is spent")
+            kw["timeout"] = urllib3.Timeout(connect=left, read=left)
+            kw["retries"] = False
+            return super().urlopen(method, url, redirect=False, **kw)
+
+    return _BudgetPool
 
 
 @dataclass(slots=True)
@@ -326,10 +342,12 @@ def _canary(client: Minio, target: MinioTarget, outcome: _S3Outcome) -> None:
 
 def _s3_work(target: MinioTarget, deadline: float, canary: bool) -> _S3Outcome:
     """The blocking part (runs in a worker thread). Raises the driver's exceptions."""
+    from minio import Minio
+
     parts = urlsplit(target.endpoint)
     https = parts.scheme == "https"
     pool_kwargs: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": target.ca_file} if https else {}
-    pool = _BudgetPool(deadline, **pool_kwargs)
+    pool = _budget_pool_class()(deadline, **pool_kwargs)
     outcome = _S3Outcome()
     try:
         client = Minio(
@@ -355,6 +373,8 @@ def _s3_work(target: MinioTarget, deadline: float, canary: bool) -> _S3Outcome:
 
 
 def _list_buckets(client: Minio) -> Callable[[], int | None]:
+    from minio.error import S3Error
+
     def call() -> int | None:
         try:
             return len(client.list_buckets())

@@ -20,6 +20,8 @@ A single-host ``mongodb://`` URI without ``replicaSet``/``directConnection``/``l
 with ``directConnection=true``: the member named is the member judged (role, state), not whichever member
 pymongo would discover. Commands go with read preference ``primaryPreferred`` (``secondaryPreferred``
 for ``role: secondary``), so that a set without a primary is reported as such rather than as a timeout.
+
+pymongo is imported on first use, so a config without mongodb targets does not load it.
 """
 
 from __future__ import annotations
@@ -28,44 +30,35 @@ import asyncio
 import re
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import pymongo
 from pydantic import AfterValidator, SecretStr, model_validator
-from pymongo import AsyncMongoClient, ReadPreference
-from pymongo.errors import (
-    AutoReconnect,
-    ConfigurationError,
-    ConnectionFailure,
-    NotPrimaryError,
-    OperationFailure,
-    ProtocolError,
-    PyMongoError,
-    ServerSelectionTimeoutError,
-)
-from pymongo.monitoring import (
-    ConnectionCheckedInEvent,
-    ConnectionCheckedOutEvent,
-    ConnectionCheckOutFailedEvent,
-    ConnectionCheckOutStartedEvent,
-    ConnectionClosedEvent,
-    ConnectionCreatedEvent,
-    ConnectionPoolListener,
-    ConnectionReadyEvent,
-    PoolClearedEvent,
-    PoolClosedEvent,
-    PoolCreatedEvent,
-    PoolReadyEvent,
-)
-from pymongo.read_preferences import _ServerMode
-from pymongo.topology_description import TopologyDescription
-from pymongo.uri_parser import parse_uri
 
 from prober.errors import ProbeFailure, describe, driver_errors
 from prober.models import Duration, ReadableFile, TargetBase, format_duration
 from prober.probes._context import ProbeContext
 from prober.status import Reason, Result, degraded, ok, unhealthy
+
+if TYPE_CHECKING:
+    from pymongo import AsyncMongoClient
+    from pymongo.errors import OperationFailure
+    from pymongo.monitoring import (
+        ConnectionCheckedInEvent,
+        ConnectionCheckedOutEvent,
+        ConnectionCheckOutFailedEvent,
+        ConnectionCheckOutStartedEvent,
+        ConnectionClosedEvent,
+        ConnectionCreatedEvent,
+        ConnectionReadyEvent,
+        PoolClearedEvent,
+        PoolClosedEvent,
+        PoolCreatedEvent,
+        PoolReadyEvent,
+    )
+    from pymongo.read_preferences import _ServerMode
+    from pymongo.topology_description import TopologyDescription
 
 BUDGET_SHARE = 0.9  # of the target's timeout, for the whole run; the rest is left for close()
 POLL_INTERVAL = 0.025  # seconds between looks at the topology while the first command waits
@@ -87,6 +80,9 @@ def _split_uri(uri: str) -> tuple[str, list[str], dict[str, str]]:
 
 
 def _check_uri(uri: str) -> str:
+    from pymongo.errors import PyMongoError
+    from pymongo.uri_parser import parse_uri
+
     scheme, hosts, options = _split_uri(uri)
     if scheme not in ("mongodb", "mongodb+srv") or not hosts:
         raise ValueError("expected a mongodb:// or mongodb+srv:// URI with a host")
@@ -163,6 +159,8 @@ _ADDRESS = re.compile(r"^(?P<address>\[?[\w.:%-]+\]?:\d+): (?P<said>.*)$")
 
 def _server_error(exc: BaseException) -> ProbeFailure:
     """One server's connection error (from the monitor or from a pool connection): "host:port: what happened"."""
+    from pymongo.errors import ProtocolError
+
     text = _TIMEOUT_DETAILS.sub("", describe(exc))
     match = _ADDRESS.match(text)
     where, said = (f"{match['address']}: ", match["said"]) if match else ("", text)
@@ -186,6 +184,17 @@ class _Unreachable(Exception):
 
 def _classify(exc: BaseException) -> ProbeFailure | None:
     """pymongo's exceptions -> the fixed reasons."""
+    from pymongo.errors import (
+        AutoReconnect,
+        ConfigurationError,
+        ConnectionFailure,
+        NotPrimaryError,
+        OperationFailure,
+        ProtocolError,
+        PyMongoError,
+        ServerSelectionTimeoutError,
+    )
+
     if isinstance(exc, _Unreachable):
         return _server_error(exc.errors[0])
     if isinstance(exc, ServerSelectionTimeoutError):
@@ -227,9 +236,10 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
 # --- listening to pymongo: when to stop waiting, when the connection was ready ----------------------
 
 
-class _Watch(ConnectionPoolListener):
+class _Watch:
     """Notes when the first connection is ready (connected, handshaken and authenticated: CMAP's
-    ``connection_ready``), which ends the ``connect`` phase. CMAP events are published synchronously."""
+    ``connection_ready``), which ends the ``connect`` phase. CMAP events are published synchronously.
+    pymongo takes only its own listener classes: :func:`_new_watch` mixes this into one."""
 
     def __init__(self) -> None:
         self.ready_at: float | None = None
@@ -269,10 +279,26 @@ class _Watch(ConnectionPoolListener):
         pass
 
 
+@cache
+def _listener_class() -> type[_Watch]:
+    from pymongo.monitoring import ConnectionPoolListener
+
+    class _Listener(_Watch, ConnectionPoolListener):
+        pass
+
+    return _Listener
+
+
+def _new_watch() -> _Watch:
+    return _listener_class()()
+
+
 # --- the run ----------------------------------------------------------------------------------------
 
 
 def _client(target: MongodbTarget, watch: _Watch, budget: float) -> AsyncMongoClient[dict[str, Any]]:
+    from pymongo import AsyncMongoClient
+
     scheme, hosts, options = _split_uri(target.uri)
     budget_ms = max(1, int(budget * 1000))
     kwargs: dict[str, Any] = {
@@ -326,6 +352,8 @@ async def _optional(
     client: AsyncMongoClient[dict[str, Any]], name: str, mode: _ServerMode
 ) -> tuple[dict[str, Any] | None, OperationFailure | None]:
     """A command the server may refuse (not permitted, not a replica set) without failing the run."""
+    from pymongo.errors import OperationFailure
+
     try:
         return await client.admin.command(name, read_preference=mode), None
     except OperationFailure as exc:
@@ -429,9 +457,12 @@ def _judge(target: MongodbTarget, hello: dict[str, Any], status: dict[str, Any] 
 
 
 async def probe(target: MongodbTarget, ctx: ProbeContext) -> Result:
+    import pymongo
+    from pymongo import ReadPreference
+
     budget = target.timeout * BUDGET_SHARE
     mode = ReadPreference.SECONDARY_PREFERRED if target.role == "secondary" else ReadPreference.PRIMARY_PREFERRED
-    watch = _Watch()
+    watch = _new_watch()
     started = time.perf_counter()
     client: AsyncMongoClient[dict[str, Any]] | None = None
     try:

@@ -10,6 +10,8 @@ TLS follows the DSN's ``sslmode`` as libpq does, and the default is libpq's: ``p
 libpq and in asyncpg alike; ``details.tls`` says what a run really got, and ``sslmode=require`` (or
 ``verify-ca``/``verify-full``) makes a missing TLS a failure. The environment (``PGSSLMODE`` and
 friends) is not consulted for TLS: the DSN is the whole truth.
+
+asyncpg is imported on first use, so a config without postgres targets does not load it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ import asyncio
 import ssl
 import time
 from functools import partial
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import asyncpg
 from pydantic import AfterValidator, Field, SecretStr
 
 from prober.errors import ProbeFailure, describe, driver_errors
@@ -29,6 +30,9 @@ from prober.models import Duration, ReadableFile, TargetBase, format_duration
 from prober.probes._context import ProbeContext
 from prober.redact import MASK
 from prober.status import Reason, Result, degraded, ok, unhealthy
+
+if TYPE_CHECKING:
+    import asyncpg
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DEFAULT_SSLMODE = "prefer"  # libpq's default
@@ -173,6 +177,8 @@ def _tls_for(target: PostgresTarget, ctx: ProbeContext) -> ssl.SSLContext | Lite
 
 def _server_text(exc: BaseException) -> str:
     """The server's own message of a PostgreSQL error (without DETAIL/HINT), else a description."""
+    import asyncpg
+
     if isinstance(exc, asyncpg.PostgresError) and exc.args and isinstance(exc.args[0], str):
         return describe(Exception(exc.args[0]))
     return describe(exc)
@@ -181,6 +187,8 @@ def _server_text(exc: BaseException) -> str:
 def _classify(exc: BaseException, *, tls_required: bool = False) -> ProbeFailure | None:
     """asyncpg's exceptions -> the fixed reasons. Socket, TLS and timeout errors are left to the
     shared mapping; anything unknown the driver raises becomes ``protocol``."""
+    import asyncpg
+
     if isinstance(exc, asyncpg.PostgresError):
         text = _server_text(exc)
         details = {"sqlstate": exc.sqlstate}
@@ -304,6 +312,8 @@ async def _close(conn: asyncpg.Connection, failed: bool, within: float) -> None:
 
 
 async def _run(target: PostgresTarget, ctx: ProbeContext) -> Result:
+    import asyncpg
+
     loop = asyncio.get_running_loop()
     # A little inside the runner's bound, so that the phase that hangs is the one reported.
     deadline = loop.time() + target.timeout * 0.95

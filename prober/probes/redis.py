@@ -9,6 +9,8 @@ redis-py 8.1's client defaults retry a failed command 10 times with backoff and 
 operation. Here every step runs under one deadline inside the target's timeout, the socket
 timeouts are that deadline too, and the connection's retry policy is ``Retry(NoBackoff(), 0)``:
 ``Retry.call_with_retry`` re-raises once ``failures > retries``, so 0 means a single attempt.
+
+redis-py is imported on first use, so a config without redis targets does not load it.
 """
 
 from __future__ import annotations
@@ -18,30 +20,19 @@ import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, Self
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
-from redis.asyncio.connection import Connection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    AuthorizationError,
-    BusyLoadingError,
-    InvalidResponse,
-    MasterDownError,
-    NoPermissionError,
-    RedisError,
-    ResponseError,
-)
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
 from prober.models import Address, ReadableFile, TargetBase, format_duration, split_address
 from prober.probes._context import ProbeContext
 from prober.status import Reason, Result, State, degraded, ok
+
+if TYPE_CHECKING:
+    from redis.asyncio.connection import Connection
 
 DEFAULT_PORT = 6379
 SENTINEL_SHARE = 1 / 3  # of the run's budget, for asking the Sentinels (all at once)
@@ -124,6 +115,19 @@ def _os_cause(exc: BaseException) -> BaseException | None:
 
 def _classify(exc: BaseException) -> ProbeFailure | None:
     """redis-py's exceptions -> the fixed reasons."""
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthorizationError,
+        BusyLoadingError,
+        InvalidResponse,
+        MasterDownError,
+        NoPermissionError,
+        RedisError,
+        ResponseError,
+    )
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     if isinstance(exc, AuthenticationError | AuthorizationError):  # WRONGPASS, NOAUTH, invalid password
         return ProbeFailure(Reason.AUTH, f"authentication failed: {describe(exc)}")
     if isinstance(exc, NoPermissionError):  # NOPERM: an ACL user without the right to a command
@@ -159,16 +163,23 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
 # --- talking to one server ---------------------------------------------------------------------------
 
 
-class _TlsConnection(Connection):
-    """A TCP connection wrapped in the shared TLS context of the ProbeContext (redis-py's own
-    SSLConnection would build and load a new context on every run)."""
+@cache
+def _tls_connection_class() -> type[Connection]:
+    """The Connection subclass for TLS, defined on first use because its base class is the driver's."""
+    from redis.asyncio.connection import Connection
 
-    def __init__(self, *, tls_context: ssl.SSLContext, **kwargs: Any) -> None:
-        self._tls_context = tls_context
-        super().__init__(**kwargs)
+    class _TlsConnection(Connection):
+        """A TCP connection wrapped in the shared TLS context of the ProbeContext (redis-py's own
+        SSLConnection would build and load a new context on every run)."""
 
-    def _connection_arguments(self) -> dict[str, Any]:
-        return {**super()._connection_arguments(), "ssl": self._tls_context}
+        def __init__(self, *, tls_context: ssl.SSLContext, **kwargs: Any) -> None:
+            self._tls_context = tls_context
+            super().__init__(**kwargs)
+
+        def _connection_arguments(self) -> dict[str, Any]:
+            return {**super()._connection_arguments(), "ssl": self._tls_context}
+
+    return _TlsConnection
 
 
 async def _no_handshake(_connection: Connection) -> None:
@@ -185,6 +196,10 @@ def _connection(
     timeout: float,
     tls: ssl.SSLContext | None,
 ) -> Connection:
+    from redis.asyncio.connection import Connection
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     kwargs: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -202,7 +217,7 @@ def _connection(
         "redis_connect_func": _no_handshake,
     }
     if tls is not None:
-        return _TlsConnection(tls_context=tls, **kwargs)
+        return _tls_connection_class()(tls_context=tls, **kwargs)
     return Connection(**kwargs)
 
 
@@ -252,6 +267,8 @@ async def _query(
 ) -> tuple[dict[str, str], dict[str, str] | None, dict[str, float]]:
     """Connect, authenticate, PING, INFO (and CLUSTER INFO on a cluster node). Returns the INFO
     fields, the CLUSTER INFO fields and the phase timings."""
+    from redis.exceptions import BusyLoadingError
+
     password = target.password.get_secret_value() if target.password is not None else url.password
     tls = ctx.ssl_context(target.ca_file) if url.tls else None
     conn = _connection(host, port, username=url.username, password=password, db=url.db, timeout=limit, tls=tls)
