@@ -68,6 +68,8 @@ def classify_os_error(exc: BaseException) -> ProbeFailure | None:
         return ProbeFailure(Reason.TIMEOUT, "timed out")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return ProbeFailure(Reason.TLS, f"certificate verification failed: {exc.verify_message}")
+    if isinstance(exc, ssl.SSLEOFError):  # the peer hung up mid-handshake, as OpenSSL reports it
+        return ProbeFailure(Reason.PROTOCOL, "connection closed by peer (SSLEOFError)")
     if isinstance(exc, ssl.SSLError):
         return ProbeFailure(Reason.TLS, f"TLS error: {exc.reason or describe(exc)}")
     if isinstance(exc, ConnectionRefusedError):

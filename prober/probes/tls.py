@@ -51,24 +51,17 @@ async def probe(target: TlsTarget, ctx: ProbeContext) -> Result:
     server_name = target.server_name or host
     phases: dict[str, float] = {}
     with driver_errors(_classify):
-        transport, protocol = await _net.connect(host, port, phases)
+        sock = await _net.connect_socket(host, port, phases)
     try:
         with driver_errors(_classify):
-            tls = await _net.start_tls(transport, protocol, ctx.ssl_context(target.ca_file), server_name, phases)
+            tls = await _net.handshake(sock, ctx.ssl_context(target.ca_file), server_name, phases)
     except ProbeFailure as failure:
-        transport.abort()
         if failure.reason is Reason.TLS:
             await _add_unverified_cert(failure, target, host, port, server_name, ctx)
         raise
-    except BaseException:
-        transport.abort()
-        raise
-    try:
-        ssl_object = tls.get_extra_info("ssl_object")
-        der = peer_cert_der(ssl_object)
-        version = ssl_object.version() if ssl_object is not None else None
-    finally:
-        tls.abort()
+    with tls:
+        der = peer_cert_der(tls)
+        version = tls.version()
     if der is None:
         return unhealthy(Reason.TLS, "the server sent no certificate", phases=phases)
     facts = cert_facts(der)
