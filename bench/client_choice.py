@@ -1,8 +1,9 @@
 """Why probe traffic goes through aiohttp, not httpx: CPU per HTTP probe, fresh connection each time.
 
 Runs N requests (concurrency C) against nginx on loopback, through (a) the prober's own http probe
-(aiohttp, with trace hooks, body checks and the runner), (b) httpx.AsyncClient with no keep-alive, and
-(c) a bare aiohttp session; prints CPU milliseconds per request of this process (user+system).
+(one exchange on aiohttp's protocol, parser and writer, with body checks and the runner), (b) a bare
+aiohttp ClientSession with force_close, and (c) httpx.AsyncClient with no keep-alive; prints CPU
+milliseconds per request of this process (user+system).
 Usage: python bench/client_choice.py [N]
 """
 
@@ -71,7 +72,7 @@ async def main(count: int) -> None:
                     async with session.get(nginx.url) as response:
                         await response.read()
 
-                ours = await measure("prober http probe (aiohttp)", count, prober_probe)
+                ours = await measure("prober http probe (aiohttp parts)", count, prober_probe)
                 bare = await measure("aiohttp ClientSession, bare", count, aiohttp_get)
                 other = await measure("httpx.AsyncClient, no keep-alive", count, httpx_get)
         await ctx.close()
