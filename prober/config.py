@@ -20,13 +20,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from prober.errors import ConfigError
-from prober.models import TIMING_FIELDS, Defaults, ServerConfig, TargetBase, url_passwords
+from prober.models import TIMING_FIELDS, Defaults, MetricsConfig, ServerConfig, TargetBase, url_passwords
 from prober.probes import Target
 
 DEFAULT_PATH = "/etc/prober/prober.yaml"
 ENV_SOURCE = "<environment>"
 DEFAULT_MAX_CONCURRENCY = 500
-TOP_LEVEL_KEYS = ("server", "defaults", "max_concurrency", "targets")
+TOP_LEVEL_KEYS = ("server", "defaults", "max_concurrency", "metrics", "targets")
 
 KIND_MODELS: dict[str, type[TargetBase]] = {
     get_args(model.model_fields["kind"].annotation)[0]: model for model in get_args(get_args(Target)[0])
@@ -43,6 +43,7 @@ class Config:
     defaults: Defaults
     max_concurrency: int
     targets: tuple[TargetBase, ...]
+    metrics: MetricsConfig = MetricsConfig()
 
     def secrets(self) -> list[str]:
         found = [t for target in self.targets for t in target.secrets()]
@@ -331,6 +332,7 @@ def validate(document: Any, source: str, environ: Mapping[str, str], base: Path)
     server = _validate_model(ServerConfig, server_data, problems, ("server",))
     defaults_data = _section(document, "defaults", problems)
     defaults = _validate_model(Defaults, defaults_data, problems, ("defaults",))
+    metrics = _validate_model(MetricsConfig, _section(document, "metrics", problems), problems, ("metrics",))
 
     max_concurrency = document.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
@@ -363,9 +365,9 @@ def validate(document: Any, source: str, environ: Mapping[str, str], base: Path)
         target = _validate_target(index, raw, inheritable, base, problems)
         if target is not None:
             targets.append(target)
-    if problems.lines or server is None or defaults is None:
+    if problems.lines or server is None or defaults is None or metrics is None:
         raise ConfigError(problems.lines)
-    return Config(source, server, defaults, max_concurrency, tuple(targets))
+    return Config(source, server, defaults, max_concurrency, tuple(targets), metrics)
 
 
 def parse_yaml(text: str, source: str) -> Any:

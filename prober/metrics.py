@@ -7,7 +7,7 @@ the contract (dashboards and alert rules depend on them): see README, "Metrics".
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import cast
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -31,6 +31,21 @@ TK = ["target", "kind"]
 class ProberCollector(Collector):
     def __init__(self, board: Board) -> None:
         self.board = board
+        self._rows: dict[str, _Row] = {}
+
+    def rows(self) -> list[_Row]:
+        """The targets with their label text, for :func:`render_collector`; a snapshot, safe in a worker
+        thread. The text is kept across scrapes: a target's name and kind never change (a reload that
+        changes the kind makes a new TargetStatus, and so new text)."""
+        known, fresh = self._rows, {}
+        for t in tuple(self.board.targets.values()):
+            row = known.get(t.name)
+            if row is None or row[0] is not t:
+                k, n = f'kind="{_esc(t.kind)}"', f'target="{_esc(t.name)}"'
+                row = (t, k, n, f"{k},{n}")
+            fresh[t.name] = row
+        self._rows = fresh
+        return list(fresh.values())
 
     def collect(self) -> Iterator[Metric]:
         board = self.board
@@ -87,7 +102,8 @@ class ProberCollector(Collector):
             if last is None:
                 continue
             up.add_metric(labels, 1.0 if last.reached else 0.0)
-            duration.add_metric(labels, buckets=t.histogram.cumulative(), sum_value=t.histogram.total)
+            histogram = t.histogram
+            duration.add_metric(labels, buckets=histogram.cumulative(), sum_value=histogram.total)
             for phase, seconds in last.phases.items():
                 phases.add_metric([*labels, phase], seconds)
             if last.reason is not None:
@@ -184,12 +200,26 @@ class _Numbers(dict[float, str]):
     """floatToGoString, once per distinct value in a scrape (most values repeat: 0, 1, counts)."""
 
     def __missing__(self, value: float) -> str:
-        text = cast(str, floatToGoString(value))  # type: ignore[no-untyped-call]
+        if -1e6 < value < 1e6:
+            # what floatToGoString returns for these (it switches to Go's exponent form only for larger
+            # numbers, and treats inf and NaN, which fail this test, apart), without the call
+            text = repr(float(value))
+        else:
+            text = cast(str, floatToGoString(value))  # type: ignore[no-untyped-call]
         self[value] = text
         return text
 
 
-_Row = tuple[TargetStatus, str, str]  # the status, 'kind="..."', 'target="..."'
+class _Escaped(dict[str, str]):
+    """Label values escaped once per distinct value in a scrape (phase names, roles, versions repeat)."""
+
+    def __missing__(self, value: str) -> str:
+        text = self[value] = _esc(value)
+        return text
+
+
+_Row = tuple[TargetStatus, str, str, str]  # the status, 'kind="..."', 'target="..."', 'kind="...",target="..."'
+_STATUS_LABELS = tuple((state, f'status="{state.value}"') for state in STATES)
 
 
 def _lines(name: str, rows: list[_Row], num: _Numbers) -> list[str] | None:
@@ -197,71 +227,87 @@ def _lines(name: str, rows: list[_Row], num: _Numbers) -> list[str] | None:
     out: list[str] = []
     add = out.append
     if name == "prober_up":
-        for t, k, n in rows:
+        for t, _, _, kn in rows:
             if t.last is not None:
-                add(f"prober_up{{{k},{n}}} {num[1.0 if t.last.reached else 0.0]}\n")
+                add(f"prober_up{{{kn}}} {num[1.0 if t.last.reached else 0.0]}\n")
     elif name == "prober_status":
-        for t, k, n in rows:
-            for state in STATES:
-                add(f'prober_status{{{k},status="{state.value}",{n}}} {num[1.0 if t.state is state else 0.0]}\n')
+        for t, k, n, _ in rows:
+            for state, label in _STATUS_LABELS:
+                add(f"prober_status{{{k},{label},{n}}} {num[1.0 if t.state is state else 0.0]}\n")
     elif name == "prober_target_critical":
-        for t, k, n in rows:
-            add(f"prober_target_critical{{{k},{n}}} {num[1.0 if t.critical else 0.0]}\n")
+        for t, _, _, kn in rows:
+            add(f"prober_target_critical{{{kn}}} {num[1.0 if t.critical else 0.0]}\n")
     elif name == "prober_probe_duration_seconds":
-        for t, k, n in rows:
-            if t.last is None:
-                continue
-            buckets = t.histogram.cumulative()
-            for le, count in buckets:
-                add(f'prober_probe_duration_seconds_bucket{{{k},le="{le}",{n}}} {num[count]}\n')
-            add(f"prober_probe_duration_seconds_count{{{k},{n}}} {num[buckets[-1][1]]}\n")
-            add(f"prober_probe_duration_seconds_sum{{{k},{n}}} {num[t.histogram.total]}\n")
+        _histograms(rows, num, add)
     elif name == "prober_probe_phase_duration_seconds":
-        for t, k, n in rows:
+        escaped = _Escaped()
+        for t, k, n, _ in rows:
             if t.last is not None:
                 for phase, seconds in t.last.phases.items():
-                    add(f'prober_probe_phase_duration_seconds{{{k},phase="{_esc(phase)}",{n}}} {num[seconds]}\n')
+                    # a distinct value per target and run: formatted in place (see _Numbers), not looked up
+                    value = repr(seconds) if type(seconds) is float and -1e6 < seconds < 1e6 else num[seconds]
+                    add(f'prober_probe_phase_duration_seconds{{{k},phase="{escaped[phase]}",{n}}} {value}\n')
     elif name == "prober_probes":
-        for t, k, n in rows:
-            add(f"prober_probes_total{{{k},{n}}} {num[float(t.probes_total)]}\n")
+        for t, _, _, kn in rows:
+            add(f"prober_probes_total{{{kn}}} {num[t.probes_total]}\n")
     elif name == "prober_probe_failures":
-        for t, k, n in rows:
+        for t, k, n, _ in rows:
             for reason, count in tuple(t.failures_total.items()):
-                add(f'prober_probe_failures_total{{{k},reason="{reason.value}",{n}}} {num[float(count)]}\n')
+                add(f'prober_probe_failures_total{{{k},reason="{reason.value}",{n}}} {num[count]}\n')
     elif name == "prober_internal_errors":
-        for t, k, n in rows:
-            add(f"prober_internal_errors_total{{{k},{n}}} {num[float(t.internal_errors_total)]}\n")
+        for t, _, _, kn in rows:
+            add(f"prober_internal_errors_total{{{kn}}} {num[t.internal_errors_total]}\n")
     elif name == "prober_skipped_runs":
-        for t, k, n in rows:
-            add(f"prober_skipped_runs_total{{{k},{n}}} {num[float(t.skipped_runs_total)]}\n")
+        for t, _, _, kn in rows:
+            add(f"prober_skipped_runs_total{{{kn}}} {num[t.skipped_runs_total]}\n")
     elif name == "prober_failure_reason_info":
-        for t, k, n in rows:
+        for t, k, n, _ in rows:
             if t.last is not None and t.last.reason is not None:
                 add(f'prober_failure_reason_info{{{k},reason="{t.last.reason.value}",{n}}} {num[1.0]}\n')
     elif name == "prober_last_success_timestamp_seconds":
-        for t, k, n in rows:
+        for t, _, _, kn in rows:
             if t.last is not None and t.last_success is not None:
-                add(f"prober_last_success_timestamp_seconds{{{k},{n}}} {num[t.last_success]}\n")
+                add(f"prober_last_success_timestamp_seconds{{{kn}}} {num[t.last_success]}\n")
     elif name == "prober_last_run_timestamp_seconds":
-        for t, k, n in rows:
+        for t, _, _, kn in rows:
             if t.last is not None and t.last_run is not None:
-                add(f"prober_last_run_timestamp_seconds{{{k},{n}}} {num[t.last_run]}\n")
+                add(f"prober_last_run_timestamp_seconds{{{kn}}} {num[t.last_run]}\n")
     elif name == "prober_probe_interval_seconds":
-        for t, k, n in rows:
-            add(f"prober_probe_interval_seconds{{{k},{n}}} {num[t.interval]}\n")
+        for t, _, _, kn in rows:
+            add(f"prober_probe_interval_seconds{{{kn}}} {num[t.interval]}\n")
     elif name == "prober_target_info":
-        for t, k, n in rows:
+        escaped = _Escaped()
+        for t, k, n, _ in rows:
             if t.last is not None and t.last.info:
-                role, version = _esc(t.last.info.get("role", "")), _esc(t.last.info.get("version", ""))
+                role, version = escaped[t.last.info.get("role", "")], escaped[t.last.info.get("version", "")]
                 add(f'prober_target_info{{{k},role="{role}",{n},version="{version}"}} {num[1.0]}\n')
     elif name.startswith("prober_") and name[7:] in GAUGES:
         gauge = name[7:]
-        for t, k, n in rows:
+        for t, _, _, kn in rows:
             if t.last is not None and gauge in t.last.gauges:
-                add(f"{name}{{{k},{n}}} {num[t.last.gauges[gauge]]}\n")
+                add(f"{name}{{{kn}}} {num[t.last.gauges[gauge]]}\n")
     else:
         return None
     return out
+
+
+def _histograms(rows: list[_Row], num: _Numbers, add: Callable[[str], None]) -> None:
+    """prober_probe_duration_seconds: the buckets' label text is made once per set of bounds, not per line."""
+    bounds: tuple[float, ...] | None = None
+    les: tuple[str, ...] = ()
+    for t, k, n, kn in rows:
+        if t.last is None:
+            continue
+        histogram = t.histogram  # read once: a reload may replace it meanwhile (metrics.duration_buckets)
+        if histogram.bounds is not bounds:
+            bounds, les = histogram.bounds, tuple(f',le="{le}",' for le in histogram.labels)
+        running = 0
+        for le, count in zip(les, histogram.counts, strict=True):
+            running += count
+            add(f"prober_probe_duration_seconds_bucket{{{k}{le}{n}}} {num[running]}\n")
+        add(f"prober_probe_duration_seconds_count{{{kn}}} {num[running]}\n")
+        total = histogram.total  # a float that differs per target: formatted in place, as for phases
+        add(f"prober_probe_duration_seconds_sum{{{kn}}} {repr(total) if -1e6 < total < 1e6 else num[total]}\n")
 
 
 _TARGET_FAMILIES: list[Metric] = []  # the per-target families collect() yields, without samples
@@ -286,8 +332,7 @@ def _pieces(collector: ProberCollector, openmetrics: bool) -> Iterator[str]:
     if any(_lines(family.name, [], num) is None for family in families):
         yield _encode(collector.collect(), openmetrics)  # a family this renderer does not know: prometheus_client
         return
-    targets = tuple(collector.board.targets.values())  # a snapshot: safe to run in a worker thread too
-    rows = [(t, f'kind="{_esc(t.kind)}"', f'target="{_esc(t.name)}"') for t in targets]
+    rows = collector.rows()
     for family in families:
         header = _HEADERS.get((family.name, openmetrics))
         if header is None:

@@ -49,8 +49,10 @@ async def run_probe(target: TargetBase, ctx: ProbeContext) -> Result:
         result.latency = time.perf_counter() - started
     result = _slow(target, result)
     result.message = REDACTOR(result.message)
-    result.details = REDACTOR.deep(result.details)
-    result.info = {k: REDACTOR(v) for k, v in result.info.items()}
+    if result.details:
+        result.details = REDACTOR.deep(result.details)
+    if result.info:
+        result.info = {k: REDACTOR(v) for k, v in result.info.items()}
     return result
 
 

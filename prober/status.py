@@ -10,12 +10,13 @@ into the state of the whole application.
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from prober.models import TargetBase
@@ -96,13 +97,29 @@ def worst(*results: State) -> State:
     return max(results, key=lambda s: order.get(s, -1))
 
 
+def bucket_labels(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    """The ``le`` label values of a histogram's buckets, +Inf included, formatted as prometheus_client
+    formats its own (Go style); computed once per distinct set of bounds, not per scrape."""
+    labels = _BUCKET_LABELS.get(bounds)
+    if labels is None:
+        from prometheus_client.utils import floatToGoString  # here: `prober healthcheck` stays light
+
+        go_style = cast(Callable[[float], str], floatToGoString)
+        labels = _BUCKET_LABELS[bounds] = (*map(go_style, bounds), "+Inf")
+    return labels
+
+
+_BUCKET_LABELS: dict[tuple[float, ...], tuple[str, ...]] = {}
+
+
 class Histogram:
     """A cumulative histogram (kept per target for run latencies, rendered at scrape time)."""
 
-    __slots__ = ("bounds", "counts", "total")
+    __slots__ = ("bounds", "counts", "labels", "total")
 
     def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
         self.bounds = bounds
+        self.labels = bucket_labels(bounds)  # shared by every histogram with these bounds
         self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
 
@@ -111,12 +128,7 @@ class Histogram:
         self.total += value
 
     def cumulative(self) -> list[tuple[str, float]]:
-        running = 0
-        buckets: list[tuple[str, float]] = []
-        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts, strict=True):
-            running += count
-            buckets.append((bound, running))
-        return buckets
+        return list(zip(self.labels, itertools.accumulate(self.counts), strict=True))
 
 
 @dataclass(slots=True)
@@ -199,6 +211,7 @@ class Board:
         self.reload_successful = True
         self.reload_success_time: float | None = None
         self.scheduler_lag = Histogram(LAG_BUCKETS)
+        self.duration_buckets = DURATION_BUCKETS  # of every target's prober_probe_duration_seconds
         self.jobs = 0
         self.configured_targets = 0  # in the config, before sharding
         self.event_loop_tasks = 0  # read on the event loop just before a scrape is rendered
@@ -210,10 +223,24 @@ class Board:
         for target in targets:
             known = self.targets.get(target.name)
             if known is None or known.kind != target.kind:
-                known = TargetStatus(target.name, target.kind, target.critical)
+                known = TargetStatus(
+                    target.name, target.kind, target.critical, histogram=Histogram(self.duration_buckets)
+                )
             known.critical, known.interval = target.critical, target.interval
             fresh[target.name] = known
         self.targets = fresh
+
+    def set_duration_buckets(self, bounds: tuple[float, ...]) -> bool:
+        """Use other buckets for run latencies (``metrics.duration_buckets``). Counts kept under the old
+        buckets cannot be split into the new ones, so every target's histogram starts afresh: Prometheus
+        sees a counter reset of the _bucket, _count and _sum series, which rate() and increase() take in
+        their stride. Returns True if the buckets changed; the same buckets again change nothing."""
+        if bounds == self.duration_buckets:
+            return False
+        self.duration_buckets = bounds
+        for status in self.targets.values():
+            status.histogram = Histogram(bounds)
+        return True
 
     def overall(self) -> State:
         return overall(self.targets.values())

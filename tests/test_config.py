@@ -12,6 +12,7 @@ from prober.errors import ConfigError
 from prober.probes.http import HttpTarget
 from prober.probes.tcp import TcpTarget
 from prober.probes.tls import TlsTarget
+from prober.status import DURATION_BUCKETS
 from tests.helpers import ROOT, run_cli
 
 INVALID = ROOT / "tests" / "configs" / "invalid"
@@ -21,10 +22,13 @@ EXPECTED: dict[str, str] = {
     "bad-address.yaml": ":4: targets[0] 'smtp' (tcp): address: expected host:port (or [ipv6]:port), got 'mail'",
     "bad-default-inherited.yaml": ":7: targets[0] 'api' (tcp): timeout: timeout (3s) must be shorter than "
     "interval (2s)",
+    "bad-duration-buckets.yaml": ":2: metrics.duration_buckets: bucket bounds must be strictly increasing, got 0.25 "
+    "after 0.5",
     "bad-duration.yaml": ":5: targets[0] 'api' (http): interval: expected a duration such as 500ms, 15s, 2m or 1h, "
     "got '15 seconds'",
     "bad-expect-status.yaml": ":5: targets[0] 'api' (http): expect_status[1]: Input should be less than or "
     "equal to 599",
+    "bad-header.yaml": ":5: targets[0] 'api' (http): headers: 'X-Api Key' is not a valid header name",
     "bad-listen.yaml": ":2: server.listen: Input should be a valid string",
     "bad-max-concurrency.yaml": ":1: max_concurrency: expected a positive whole number, got 'lots'",
     "bad-name.yaml": ":2: targets[0] 'Api Ready' (tcp): name: use lower-case letters, digits, '_', '.' and '-' only",
@@ -46,7 +50,7 @@ EXPECTED: dict[str, str] = {
     "unknown-key.yaml": ":5: targets[0] 'api' (http): expected_status: unknown key (allowed: ",
     "unknown-kind.yaml": ":3: targets[0] 'dir' (ldap): kind: kind 'ldap' is not supported yet (supported: "
     "clickhouse, http, minio, mongodb, postgres, redis, tcp, tls)",
-    "unknown-top-key.yaml": ":1: unknown key 'target' (allowed: server, defaults, max_concurrency, targets)",
+    "unknown-top-key.yaml": ":1: unknown key 'target' (allowed: server, defaults, max_concurrency, metrics, targets)",
     "unreadable-ca-file.yaml": ":5: targets[0] 'cert' (tls): ca_file: cannot read '/nonexistent/ca.pem': "
     "No such file or directory",
     "unreadable-secret-file.yaml": ":5: targets[0] 'api' (http): bearer_token_file: cannot read "
@@ -99,6 +103,47 @@ def test_valid_config_with_defaults_and_interpolation() -> None:
     assert loaded.server.bearer_token is not None
     assert loaded.server.bearer_token.get_secret_value() == "dev-token"  # ${VAR:-default}
     assert cert.critical is True
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("", DURATION_BUCKETS),  # no metrics: section
+        ("metrics:\n", DURATION_BUCKETS),
+        ("metrics:\n  duration_buckets: [0.01, 1, 2.5]\n", (0.01, 1.0, 2.5)),
+        ("metrics:\n  duration_buckets: []\n", ()),
+    ],
+)
+def test_duration_buckets(tmp_path: Path, section: str, expected: tuple[float, ...]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(section + "targets: []\n")
+    assert config.load_file(str(path), environ={}).metrics.duration_buckets == expected
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("metrics: [1]", ":1: metrics: expected a mapping, got a list"),
+        ("metrics:\n  buckets: [1]", ":2: metrics.buckets: unknown key (allowed: duration_buckets)"),
+        ("metrics:\n  duration_buckets: 0.1, 1", ":2: metrics.duration_buckets: expected a list of seconds"),
+        ("metrics:\n  duration_buckets:", ":2: metrics.duration_buckets: expected a list of seconds"),
+        (
+            "metrics:\n  duration_buckets:\n    - 0.1\n    - 1s",
+            ":4: metrics.duration_buckets[1]: Input should be a valid",
+        ),
+        ("metrics:\n  duration_buckets: [0, 1]", ":2: metrics.duration_buckets[0]: Input should be greater than 0"),
+        ("metrics:\n  duration_buckets: [-1]", ":2: metrics.duration_buckets[0]: Input should be greater than 0"),
+        ("metrics:\n  duration_buckets: [true]", ":2: metrics.duration_buckets[0]: Input should be a valid number"),
+        ("metrics:\n  duration_buckets: [1, .inf]", ":2: metrics.duration_buckets[1]: Input should be a finite"),
+        ("metrics:\n  duration_buckets: [1, 1]", ":2: metrics.duration_buckets: bucket bounds must be strictly"),
+    ],
+)
+def test_invalid_duration_buckets(tmp_path: Path, section: str, expected: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(section + "\ntargets: []\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load_file(str(path), environ={})
+    assert caught.value.problems[0].startswith(f"{path}{expected}"), caught.value.problems
 
 
 def test_example_configs_are_valid() -> None:

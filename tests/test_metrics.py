@@ -11,11 +11,13 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from prober.metrics import ProberCollector, make_registry, render, render_collector
-from prober.status import Board, Reason, Result, State, TargetStatus
+from prober.status import Board, Histogram, Reason, Result, State, TargetStatus
 
 
-def board() -> Board:
+def board(buckets: tuple[float, ...] | None = None) -> Board:
     filled = Board()
+    if buckets is not None:
+        filled.set_duration_buckets(buckets)
     filled.configured_targets = 7
     filled.jobs = 6
     filled.reload_success_time = 1_700_000_000.5
@@ -39,7 +41,7 @@ def board() -> Board:
         ("mem", "redis", False, Result(State.OK, latency=float("inf"), gauges={"memory_usage_ratio": 1.0})),
     ]
     for name, kind, critical, result in results:
-        status = TargetStatus(name, kind, critical, interval=15.0)
+        status = TargetStatus(name, kind, critical, interval=15.0, histogram=Histogram(filled.duration_buckets))
         status.record(result, 1, 1, now=1_700_000_100.0)
         status.record(result, 1, 1, now=1_700_000_115.0)
         filled.targets[name] = status
@@ -49,9 +51,11 @@ def board() -> Board:
     return filled
 
 
+@pytest.mark.parametrize("buckets", [None, (), (1e-05, 0.5, 1, 25_000_000.0)], ids=["default", "none", "custom"])
 @pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
-def test_renderer_matches_prometheus_client(openmetrics: bool) -> None:
-    collector = ProberCollector(board())
+def test_renderer_matches_prometheus_client(openmetrics: bool, buckets: tuple[float, ...] | None) -> None:
+    """Also with metrics.duration_buckets: none (only +Inf), and bounds that Go formats with an exponent."""
+    collector = ProberCollector(board(buckets))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
     if openmetrics:
@@ -60,6 +64,39 @@ def test_renderer_matches_prometheus_client(openmetrics: bool) -> None:
     else:
         expected = generate_latest(registry).decode()
     assert render_collector(collector, openmetrics) == expected
+    assert render_collector(collector, openmetrics) == expected  # again: label text kept from the first scrape
+
+
+def duration_lines(buckets: tuple[float, ...]) -> list[str]:
+    text = render_collector(ProberCollector(board(buckets)), openmetrics=False)
+    return [line for line in text.splitlines() if line.startswith("prober_probe_duration") and '"api"' in line]
+
+
+def test_duration_buckets_shape_the_histogram() -> None:
+    assert duration_lines((0.01, 1, 25_000_000.0)) == [
+        'prober_probe_duration_seconds_bucket{kind="http",le="0.01",target="api"} 0.0',
+        'prober_probe_duration_seconds_bucket{kind="http",le="1.0",target="api"} 2.0',
+        'prober_probe_duration_seconds_bucket{kind="http",le="2.5e+07",target="api"} 2.0',
+        'prober_probe_duration_seconds_bucket{kind="http",le="+Inf",target="api"} 2.0',
+        'prober_probe_duration_seconds_count{kind="http",target="api"} 2.0',
+        'prober_probe_duration_seconds_sum{kind="http",target="api"} 0.0246',
+    ]
+    assert duration_lines(()) == [
+        'prober_probe_duration_seconds_bucket{kind="http",le="+Inf",target="api"} 2.0',
+        'prober_probe_duration_seconds_count{kind="http",target="api"} 2.0',
+        'prober_probe_duration_seconds_sum{kind="http",target="api"} 0.0246',
+    ]
+
+
+def test_label_text_follows_reloads() -> None:
+    filled = board()
+    collector = ProberCollector(filled)
+    render_collector(collector, openmetrics=False)
+    filled.targets["api"] = TargetStatus("api", "tcp", True, interval=15.0)  # a reload changed its kind
+    del filled.targets["cache"]  # and removed this one
+    text = render_collector(collector, openmetrics=False)
+    assert 'prober_target_critical{kind="tcp",target="api"} 1.0' in text
+    assert 'kind="http",target="api"' not in text and 'target="cache"' not in text
 
 
 def test_whole_registry_renders_in_both_formats() -> None:

@@ -41,3 +41,16 @@ def test_log_records_and_tracebacks_are_redacted() -> None:
     RedactingFilter(redactor).filter(record)
     assert "canary-7f3a9" not in record.getMessage()
     assert record.exc_text is not None and "canary-7f3a9" not in record.exc_text and "boom" in record.exc_text
+
+
+def test_remembered_results_follow_the_secrets() -> None:
+    redactor = Redactor()
+    text = "login with canary-5e1d failed"
+    assert redactor(text) == text  # not a known secret yet, and the result is remembered
+    redactor.update(["canary-5e1d"])
+    assert redactor(text) == f"login with {MASK} failed"
+    for index in range(Redactor.MEMORY + 1):  # the memory is bounded and starts afresh when full
+        redactor(f"message {index}")
+    assert redactor(text) == f"login with {MASK} failed"
+    redactor.replace([])
+    assert redactor(text) == text

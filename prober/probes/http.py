@@ -10,6 +10,7 @@ followed, the phases are the last hop's and the latency covers all of them. Read
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import time
 from typing import Annotated, Any, ClassVar, Literal
@@ -38,13 +39,25 @@ def _check_url(url: str) -> str:
     return url
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
+
+
+def _check_headers(headers: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    for name, value in headers.items():
+        if not _TOKEN.match(name):
+            raise ValueError(f"{name!r} is not a valid header name")
+        if any(c in value.get_secret_value() for c in "\r\n\0"):
+            raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+    return headers
+
+
 class HttpTarget(TargetBase):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("bearer_token",)
 
     kind: Literal["http"]
     url: Annotated[str, AfterValidator(_check_url)]
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: Annotated[dict[str, SecretStr], AfterValidator(_check_headers)] = Field(default_factory=dict)
     bearer_token: SecretStr | None = None
     follow_redirects: bool = False
     ca_file: ReadableFile | None = None

@@ -222,3 +222,12 @@ async def test_https_phases_include_the_handshake(peers: Peers, ctx: ProbeContex
     result = await probe(peers.url("/plain", "https"), ctx, ca_file=str(peers.certs.ca_file))
     assert set(result.phases) == {"dns", "connect", "tls", "request", "body"}, result.phases  # "localhost"
     assert result.latency is not None and sum(result.phases.values()) <= result.latency
+
+
+def test_a_header_value_with_a_line_break_is_a_config_error_that_does_not_show_it() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        target("http://127.0.0.1/health", headers={"X-Key": "secret\r\nInjected: 1"})
+    message = caught.value.errors()[0]["msg"]  # what the config loader prints (never the input)
+    assert "contains a line break" in message and "secret" not in message
