@@ -74,6 +74,8 @@ class Daemon:
         self.config = config
         assert self.scheduler is not None
         self.scheduler.set_max_concurrency(config.max_concurrency)
+        if self.board.set_duration_buckets(config.metrics.duration_buckets):
+            log.info("run latency histograms use buckets %s", list(config.metrics.duration_buckets))
         self.scheduler.apply(config.targets)
         self.board.reload_successful = True
         self.board.reload_success_time = time.time()

@@ -277,3 +277,21 @@ def test_uvloop_opt_in(peers: Peers, tmp_path: Path) -> None:
         assert "uvloop" in maps  # the loop really is uvloop's
     finally:
         assert running.stop() == 0
+
+
+def test_duration_buckets_from_the_config_and_on_reload(daemon: Daemon, peers: Peers) -> None:
+    def buckets() -> set[str]:
+        found = samples(daemon.metrics())
+        return {
+            dict(labels)["le"]
+            for (name, labels) in found
+            if name == "prober_probe_duration_seconds_bucket" and dict(labels).get("target") == "api"
+        }
+
+    daemon.wait_until(lambda: len(buckets()) == 12, what="the default 11 buckets and +Inf")
+    daemon.config.write_text(
+        base_config(peers).replace("targets:\n", "metrics:\n  duration_buckets: [0.5]\ntargets:\n")
+    )
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_until(lambda: buckets() == {"0.5", "+Inf"}, what="the configured bucket")
+    assert "run latency histograms use buckets [0.5]" in daemon.log()
