@@ -293,12 +293,13 @@ def lag_quantile(before: dict[str, float], after: dict[str, float], q: float) ->
 
 
 def scale_step(
-    stack: Stack, nginx: Nginx, count: int, windows: int, variant: str, fast_metrics: str | None, uvloop: bool
+    stack: Stack, nginx: Nginx, count: int, windows: int, variant: str, buckets: list[float] | None, uvloop: bool
 ) -> dict[str, Any]:
     interval = 15.0
     targets = prober_targets("http", nginx, count, interval, 5.0)
     name = f"prober-scale-{count}-{len(stack.procs)}"
-    prober = Prober(stack, targets, name=name, uvloop=uvloop, fast_metrics=fast_metrics)
+    metrics = None if buckets is None else {"duration_buckets": buckets}
+    prober = Prober(stack, targets, name=name, uvloop=uvloop, metrics=metrics)
     try:
         ready = prober.wait_ready(timeout=interval * 4 + 60)
         time.sleep(1.0)
@@ -397,37 +398,26 @@ def render_in_process(report: Report, count: int = 10000) -> None:
     report.table(f"2b. /metrics rendering for {count} targets, in process", ["renderer", "seconds", "size"], rows)
 
 
-def server_wired() -> bool:
-    """True once prober/server.py serves /metrics through prober.metrics.render."""
-    import inspect
-
-    from prober import server
-
-    return "render(" in inspect.getsource(server.Api.metrics)
-
-
-AS_IS, WIRED, WIRED_UV = "as is", "render() in a thread", "render() in a thread, uvloop"
+DEFAULT_BUCKETS = "default buckets"
+FEW_BUCKETS = "metrics.duration_buckets: [0.1, 0.5, 1, 5]"
+FEW = [0.1, 0.5, 1.0, 5.0]  # the central kit's setting (deploy/kubernetes/central/configmap.yaml)
 
 
 def scale(report: Report, stack: Stack, nginx: Nginx, uvloop_too: bool) -> None:
     render_in_process(report)
-    wired = server_wired()
-    # (variant, targets, intervals measured, BENCH_METRICS, uvloop); see bench/variants.py
-    plan: list[tuple[str, int, int, str | None, bool]]
+    # (variant, targets, intervals measured, duration buckets, uvloop)
+    plan: list[tuple[str, int, int, list[float] | None, bool]]
     if report.quick:
-        plan = [(AS_IS if wired else WIRED, 10000, 1, None if wired else "thread", False)]
+        plan = [(DEFAULT_BUCKETS, 10000, 1, None, False), (FEW_BUCKETS, 10000, 1, FEW, False)]
     else:
-        plan = [(AS_IS, n, 1 if not wired else 2, None, False) for n in ((2500, 10000) if not wired else (5000, 10000))]
-        if not wired:
-            plan += [(WIRED, n, 2, "thread", False) for n in (5000, 10000, 15000)]
-        else:
-            plan += [(AS_IS, 15000, 2, None, False)]
+        plan = [(DEFAULT_BUCKETS, n, 2, None, False) for n in (5000, 10000)]
+        plan += [(FEW_BUCKETS, n, 2, FEW, False) for n in (10000, 15000)]
         if uvloop_too and HAVE_UVLOOP:
-            plan += [(WIRED_UV if not wired else "as is, uvloop", 10000, 2, None if wired else "thread", True)]
+            plan += [(f"{FEW_BUCKETS}, uvloop", 10000, 2, FEW, True)]
     results: list[dict[str, Any]] = []
-    for variant, count, windows, fast, uv in plan:
+    for variant, count, windows, buckets, uv in plan:
         log(f"scale: {count} HTTP targets every 15s ({variant}), {windows} interval(s) measured")
-        results.append(scale_step(stack, nginx, count, windows, variant, fast, uv))
+        results.append(scale_step(stack, nginx, count, windows, variant, buckets, uv))
         log(f"  {json.dumps(results[-1])}")
     report.data["scale"] = results
     rows = [
@@ -452,7 +442,7 @@ def scale(report: Report, stack: Stack, nginx: Nginx, uvloop_too: bool) -> None:
         "2. Scale: HTTP targets every 15 s (timeout 5 s), one prober process, /metrics scraped every 15 s",
         [
             "targets",
-            "/metrics served by",
+            "config",
             "cores",
             "RSS MB",
             "probes",
@@ -467,7 +457,7 @@ def scale(report: Report, stack: Stack, nginx: Nginx, uvloop_too: bool) -> None:
         ],
         rows,
     )
-    for variant in (AS_IS, WIRED):
+    for variant in (DEFAULT_BUCKETS, FEW_BUCKETS):
         chosen = [r for r in results if r["variant"] == variant]
         if not chosen:
             continue
@@ -487,11 +477,6 @@ def scale(report: Report, stack: Stack, nginx: Nginx, uvloop_too: bool) -> None:
             f"/metrics for 10,000 targets in under 0.5 s ({variant})",
             at10k["metrics_s"] < 0.5,
             f"{at10k['metrics_s']:.3f} s (slowest scrape, OpenMetrics), {at10k['metrics_bytes'] / 1e6:.1f} MB",
-        )
-    if not wired:
-        report.notes.append(
-            "`render() in a thread` = the daemon started by bench/variants.py, which serves /metrics with "
-            "prober.metrics.render in asyncio.to_thread: the proposed wiring of prober/server.py, not yet in it."
         )
 
 

@@ -285,7 +285,7 @@ class Prometheus:
 
 
 class Prober:
-    """``python -m prober run -c CONFIG`` (optionally on uvloop, via a one-line wrapper)."""
+    """``python -m prober run -c CONFIG`` (optionally on uvloop: ``PROBER_UVLOOP=1``)."""
 
     def __init__(
         self,
@@ -294,21 +294,19 @@ class Prober:
         name: str = "prober",
         uvloop: bool = False,
         max_concurrency: int | None = None,
-        fast_metrics: str | None = None,
+        metrics: dict[str, Any] | None = None,
     ) -> None:
         self.port = free_port()
         document: dict[str, Any] = {"server": {"listen": f"127.0.0.1:{self.port}"}, "targets": targets}
         if max_concurrency is not None:
             document["max_concurrency"] = max_concurrency
+        if metrics is not None:
+            document["metrics"] = metrics
         config = stack.dir / f"{name}.yaml"
         config.write_text(json.dumps(document))
-        env: dict[str, str] = {}
-        if uvloop:
-            env["BENCH_UVLOOP"] = "1"
-        if fast_metrics:
-            env["BENCH_METRICS"] = fast_metrics
-        head = [sys.executable, "-m", "bench.variants" if env else "prober"]  # see bench/variants.py
-        self.proc = stack.start([*head, "run", "-c", str(config), "--log-level", "warning"], name, env)
+        env = {"PROBER_UVLOOP": "1"} if uvloop else {}  # the daemon's own opt-in (README, "Performance")
+        argv = [sys.executable, "-m", "prober", "run", "-c", str(config), "--log-level", "warning"]
+        self.proc = stack.start(argv, name, env)
 
     @property
     def base(self) -> str:
