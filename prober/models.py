@@ -3,6 +3,7 @@ target shares. Each probe module defines its own target model on top of :class:`
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
@@ -50,6 +51,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(for
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^\s:/\[\]]+)):(?P<port>\d{1,5})$")
 
 
+@functools.lru_cache(maxsize=16384)  # a target's address is split on every run
 def split_address(address: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` -> (host, port)."""
     match = _HOST_PORT.match(address)

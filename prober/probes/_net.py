@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -12,6 +13,7 @@ from prober.errors import ProbeFailure
 from prober.status import Reason
 
 
+@functools.lru_cache(maxsize=16384)  # asked on every run for the same few hosts
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
