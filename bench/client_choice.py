@@ -20,7 +20,7 @@ import httpx
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
-from bench.nginx import Nginx
+from bench.servers import Nginx, Stack
 from prober.probes import ProbeContext
 from prober.probes.http import HttpTarget
 from prober.runner import run_probe
@@ -49,10 +49,11 @@ async def measure(name: str, count: int, one: Callable[[], Awaitable[None]]) -> 
 
 
 async def main(count: int) -> None:
-    nginx = Nginx()
+    stack = Stack()
     try:
+        url = Nginx(stack).url(0)
         ctx = ProbeContext()
-        target = HttpTarget(name="b", kind="http", url=nginx.url, body_status_field="status")
+        target = HttpTarget(name="b", kind="http", url=url, body_status_field="status")
 
         async def prober_probe() -> None:
             result = await run_probe(target, ctx)
@@ -62,14 +63,14 @@ async def main(count: int) -> None:
         async with httpx.AsyncClient(limits=limits) as client:
 
             async def httpx_get() -> None:
-                response = await client.get(nginx.url)
+                response = await client.get(url)
                 assert response.status_code == 200
 
             connector = aiohttp.TCPConnector(force_close=True, limit=0)
             async with aiohttp.ClientSession(connector=connector) as session:
 
                 async def aiohttp_get() -> None:
-                    async with session.get(nginx.url) as response:
+                    async with session.get(url) as response:
                         await response.read()
 
                 ours = await measure("prober http probe (aiohttp parts)", count, prober_probe)
@@ -78,7 +79,7 @@ async def main(count: int) -> None:
         await ctx.close()
         print(f"httpx / prober probe: {other / ours:.1f}x   prober probe / bare aiohttp: {ours / bare:.2f}x")
     finally:
-        nginx.stop()
+        stack.close()
 
 
 if __name__ == "__main__":
