@@ -209,6 +209,10 @@ class _Numbers(dict[float, str]):
         self[value] = text
         return text
 
+    def once(self, value: float) -> str:
+        """A value that differs per target and run (a latency, a sum): formatted in place, not remembered."""
+        return repr(value) if type(value) is float and -1e6 < value < 1e6 else self[value]
+
 
 class _Escaped(dict[str, str]):
     """Label values escaped once per distinct value in a scrape (phase names, roles, versions repeat)."""
@@ -244,9 +248,8 @@ def _lines(name: str, rows: list[_Row], num: _Numbers) -> list[str] | None:
         for t, k, n, _ in rows:
             if t.last is not None:
                 for phase, seconds in t.last.phases.items():
-                    # a distinct value per target and run: formatted in place (see _Numbers), not looked up
-                    value = repr(seconds) if type(seconds) is float and -1e6 < seconds < 1e6 else num[seconds]
-                    add(f'prober_probe_phase_duration_seconds{{{k},phase="{escaped[phase]}",{n}}} {value}\n')
+                    label = escaped[phase]
+                    add(f'prober_probe_phase_duration_seconds{{{k},phase="{label}",{n}}} {num.once(seconds)}\n')
     elif name == "prober_probes":
         for t, _, _, kn in rows:
             add(f"prober_probes_total{{{kn}}} {num[t.probes_total]}\n")
@@ -306,8 +309,7 @@ def _histograms(rows: list[_Row], num: _Numbers, add: Callable[[str], None]) -> 
             running += count
             add(f"prober_probe_duration_seconds_bucket{{{k}{le}{n}}} {num[running]}\n")
         add(f"prober_probe_duration_seconds_count{{{kn}}} {num[running]}\n")
-        total = histogram.total  # a float that differs per target: formatted in place, as for phases
-        add(f"prober_probe_duration_seconds_sum{{{kn}}} {repr(total) if -1e6 < total < 1e6 else num[total]}\n")
+        add(f"prober_probe_duration_seconds_sum{{{kn}}} {num.once(histogram.total)}\n")
 
 
 _TARGET_FAMILIES: list[Metric] = []  # the per-target families collect() yields, without samples

@@ -39,8 +39,8 @@ DEFAULT_HEADERS: Mapping[str, str] = {
 TLS_CLOSE_TIMEOUT = 2.0  # seconds a TLS peer gets to answer our close_notify before the socket is dropped
 _closing: set[asyncio.Future[None]] = set()  # connections still closing after their run ended
 
-TlsFor = Callable[[URL], ssl.SSLContext]
-"""The client TLS context for an https URL (the target's CA and verification setting)."""
+TlsFor = Callable[[], ssl.SSLContext]
+"""The target's client TLS context, asked for only when a URL is https (building one loads a CA store)."""
 
 
 @dataclass(slots=True)
@@ -192,7 +192,7 @@ async def fetch(
     was configured for."""
     own_headers = dict(headers)
     for _ in range(max_redirects + 1):
-        tls = tls_for(url) if url.scheme == "https" else None
+        tls = tls_for() if url.scheme == "https" else None
         answer, location = await exchange(url, method, own_headers, tls, max_body)
         if not follow_redirects or location is None:
             return answer

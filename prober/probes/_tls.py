@@ -69,11 +69,11 @@ def peer_cert_der(ssl_object: Any) -> bytes | None:
     return der if isinstance(der, bytes) else None
 
 
-async def fetch_unverified_cert(
+async def unverified_cert_facts(
     host: str, port: int, server_name: str, context: ssl.SSLContext, within: float
-) -> bytes | None:
+) -> dict[str, Any] | None:
     """Handshake again without verification, only to read the peer's leaf certificate (an expired or
-    untrusted certificate must still show its date). Returns None if even that fails."""
+    untrusted certificate must still show its date): its :func:`cert_facts`, or None if even that fails."""
     try:
         async with asyncio.timeout(within):
             sock = await connect_socket(host, port, {})
@@ -81,4 +81,5 @@ async def fetch_unverified_cert(
     except (OSError, TimeoutError, ProbeFailure):  # ssl.SSLError is an OSError
         return None
     with tls:
-        return peer_cert_der(tls)
+        der = peer_cert_der(tls)
+    return cert_facts(der) if der is not None else None

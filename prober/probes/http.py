@@ -9,9 +9,9 @@ followed, the phases are the last hop's and the latency covers all of them. Read
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-import ssl
 import time
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, SecretStr
 from yarl import URL
 
-from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.errors import ProbeFailure, driver_errors
 from prober.models import ReadableFile, TargetBase
 from prober.probes import _aiohttp, _http1
 from prober.probes._context import ProbeContext
-from prober.probes._tls import cert_facts, fetch_unverified_cert
+from prober.probes._tls import cert_facts, unverified_cert_facts
 from prober.status import Reason, Result, State, degraded, ok, unhealthy
 
 MAX_BODY = 1 << 20  # 1 MiB
@@ -74,19 +74,14 @@ def _headers(target: HttpTarget) -> dict[str, str]:
     return headers
 
 
-async def _tls_failure(target: HttpTarget, ctx: ProbeContext, exc: BaseException) -> ProbeFailure:
+async def _add_unverified_cert(failure: ProbeFailure, target: HttpTarget, ctx: ProbeContext) -> None:
     """A failed handshake still reports the certificate's expiry (read without verification)."""
-    failure = _aiohttp.classify(exc) or classify_os_error(exc) or ProbeFailure(Reason.TLS, describe(exc))
-    parts = urlsplit(target.url)
-    host = parts.hostname or ""
-    der = await fetch_unverified_cert(
-        host, parts.port or 443, host, ctx.ssl_context(verify=False), within=target.timeout / 2
-    )
-    if der is not None:
-        facts = cert_facts(der)
+    url = URL(target.url)
+    host = url.raw_host or ""
+    facts = await unverified_cert_facts(host, url.port or 443, host, ctx.ssl_context(verify=False), target.timeout / 2)
+    if facts is not None:
         failure.details = {"certificate": facts}
         failure.gauges = {"tls_cert_not_after_timestamp_seconds": facts["not_after_timestamp"]}
-    return failure
 
 
 def _field(document: Any, path: str) -> Any:
@@ -151,13 +146,6 @@ def _judge(target: HttpTarget, status: int, body: bytes) -> Result:
     return unhealthy(Reason.ASSERTION, said)
 
 
-def _tls_for(target: HttpTarget, ctx: ProbeContext) -> _http1.TlsFor:
-    def context(_url: URL) -> ssl.SSLContext:
-        return ctx.ssl_context(target.ca_file, verify=not target.insecure_skip_verify)
-
-    return context
-
-
 async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
     url = URL(target.url)
     started = time.perf_counter()
@@ -167,14 +155,14 @@ async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
                 url,
                 target.method,
                 _headers(target),
-                _tls_for(target, ctx),
+                functools.partial(ctx.ssl_context, target.ca_file, verify=not target.insecure_skip_verify),
                 follow_redirects=target.follow_redirects,
                 max_redirects=MAX_REDIRECTS,
                 max_body=MAX_BODY,
             )
     except ProbeFailure as failure:
-        if url.scheme == "https" and failure.reason is Reason.TLS and failure.__cause__ is not None:
-            raise await _tls_failure(target, ctx, failure.__cause__) from failure.__cause__
+        if url.scheme == "https" and failure.reason is Reason.TLS:
+            await _add_unverified_cert(failure, target, ctx)
         raise
     certificate = cert_facts(answer.peer_cert) if answer.peer_cert else None  # parsed outside the timed part
     result = _judge(target, answer.status, answer.body)

@@ -10,7 +10,7 @@ from prober.errors import ProbeFailure, driver_errors
 from prober.models import Address, ReadableFile, TargetBase, split_address
 from prober.probes import _net
 from prober.probes._context import ProbeContext
-from prober.probes._tls import cert_facts, fetch_unverified_cert, peer_cert_der
+from prober.probes._tls import cert_facts, peer_cert_der, unverified_cert_facts
 from prober.status import Reason, Result, degraded, ok, unhealthy
 
 Days = Annotated[float, Field(ge=0)]
@@ -38,9 +38,8 @@ async def _add_unverified_cert(
     failure: ProbeFailure, target: TlsTarget, host: str, port: int, server_name: str, ctx: ProbeContext
 ) -> None:
     """The handshake failed: read the certificate without verifying it, so its expiry is still known."""
-    der = await fetch_unverified_cert(host, port, server_name, ctx.ssl_context(verify=False), within=target.timeout / 2)
-    if der is not None:
-        facts = cert_facts(der)
+    facts = await unverified_cert_facts(host, port, server_name, ctx.ssl_context(verify=False), target.timeout / 2)
+    if facts is not None:
         failure.details = facts
         failure.gauges = {"tls_cert_not_after_timestamp_seconds": facts["not_after_timestamp"]}
         failure.message = f"{failure.message} (certificate {_expiry_note(facts)})"

@@ -177,7 +177,7 @@ async def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = 
 
     from prober.probes import _http1
 
-    def no_tls(_url: URL) -> Any:
+    def no_tls() -> Any:
         raise AssertionError("no https here")
 
     answer = await _http1.fetch(
