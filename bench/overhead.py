@@ -92,19 +92,21 @@ def pyspy_top(raw: Path, count: int = 25) -> str:
 
 async def _inprocess(count: int, seconds: float, pyspy: Path | None) -> dict[str, Any]:
     from prober import runner
+    from prober.judge import Observation
+    from prober.metrics import LAG_BUCKETS
     from prober.probes import ProbeContext
     from prober.probes.tcp import TcpTarget
     from prober.scheduler import Scheduler
-    from prober.status import Board, Result, ok
+    from prober.status import Board
 
-    async def instant(_target: Any, _ctx: Any) -> Result:
-        return ok("connected", latency=0.0002, phases={"connect": 0.0002})
+    async def instant(_target: Any, _ctx: Any) -> Observation:
+        return Observation({}, "connected", latency=0.0002, phases={"connect": 0.0002})
 
     runner.PROBES["tcp"] = instant  # type: ignore[index]
     targets = tuple(
         TcpTarget(name=f"t{i}", kind="tcp", address="127.0.0.1:1", interval="15s", timeout="5s") for i in range(count)
     )
-    board = Board()
+    board = Board(LAG_BUCKETS)
     scheduler = Scheduler(board, ProbeContext(), 500)
     scheduler.apply(targets)
     scheduler.start()
@@ -228,7 +230,7 @@ def render(count: int, repeat: int, buckets: tuple[float, ...] | None) -> dict[s
     from prober.probes.http import HttpTarget
     from prober.status import Board, ok
 
-    board = Board()
+    board = Board(metrics.LAG_BUCKETS)
     if buckets is not None:
         board.set_duration_buckets(buckets)
     targets = [HttpTarget(name=f"h{i}", kind="http", url=f"http://127.0.0.1:1/health?i={i}") for i in range(count)]

@@ -369,7 +369,7 @@ def render_in_process(report: Report, count: int = 10000) -> None:
     from prober.probes.http import HttpTarget
     from prober.status import Board, ok
 
-    board = Board()
+    board = Board(metrics.LAG_BUCKETS)
     targets = [HttpTarget(name=f"h{i}", kind="http", url=f"http://127.0.0.1:1/health?i={i}") for i in range(count)]
     board.apply(targets)
     for target in targets:

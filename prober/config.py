@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -21,16 +21,14 @@ from pydantic_core import ErrorDetails
 
 from prober.errors import ConfigError
 from prober.models import TIMING_FIELDS, Defaults, MetricsConfig, ServerConfig, TargetBase, url_passwords
-from prober.probes import Target
+from prober.probes import KINDS, Target
 
 DEFAULT_PATH = "/etc/prober/prober.yaml"
 ENV_SOURCE = "<environment>"
 DEFAULT_MAX_CONCURRENCY = 500
 TOP_LEVEL_KEYS = ("server", "defaults", "max_concurrency", "metrics", "targets")
 
-KIND_MODELS: dict[str, type[TargetBase]] = {
-    get_args(model.model_fields["kind"].annotation)[0]: model for model in get_args(get_args(Target)[0])
-}
+KIND_MODELS: dict[str, type[TargetBase]] = {name: kind.model for name, kind in KINDS.items()}
 _TARGET = TypeAdapter[TargetBase](Target)
 
 
@@ -403,13 +401,6 @@ def config_path(cli_path: str | None, environ: Mapping[str, str]) -> str | None:
     return DEFAULT_PATH if Path(DEFAULT_PATH).is_file() else None
 
 
-def _host_port(url: str, default_port: int) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url if "://" in url else f"//{url}")
-    return f"{parts.hostname}:{parts.port or default_port}"
-
-
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """Targets derived from the variables the application next to the sidecar already has."""
     targets: list[dict[str, Any]] = []
@@ -456,17 +447,15 @@ def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) 
 
 
 def describe_targets(config: Config) -> list[str]:
-    """One line per target for the start-up log, with credentials masked."""
-    from prober.redact import redact_url
+    """One line per target for the start-up log and ``check-config``, with credentials masked."""
+    from prober.redact import REDACTOR, redact_url
 
     lines = []
     for target in config.targets:
-        where = next(
-            (str(getattr(target, f)) for f in ("url", "dsn", "uri", "endpoint", "address") if hasattr(target, f)),
-            "",
-        )
-        for secret in url_passwords(where):
+        where = target.where()
+        for secret in (*url_passwords(where), *(s for s in target.secrets() if len(s) >= 3)):
             where = where.replace(secret, "***")
         role = "critical" if target.critical else "optional"
-        lines.append(f"target={target.name} kind={target.kind} {role} {redact_url(where)} every {target.interval:g}s")
+        line = f"target={target.name} kind={target.kind} {role} {redact_url(where)} every {target.interval:g}s"
+        lines.append(REDACTOR(line))
     return lines

@@ -18,7 +18,7 @@ from aiohttp import web
 from prober import config as config_module
 from prober.config import Config
 from prober.errors import ConfigError
-from prober.metrics import make_registry
+from prober.metrics import LAG_BUCKETS, make_registry
 from prober.models import split_address
 from prober.probes import ProbeContext
 from prober.redact import REDACTOR
@@ -51,7 +51,7 @@ class Daemon:
         self.shard = shard
         self.environ = dict(os.environ if environ is None else environ)
         self.listen_override = listen
-        self.board = Board()
+        self.board = Board(LAG_BUCKETS)
         self.ctx = ProbeContext()
         self.config: Config | None = None
         self.scheduler: Scheduler | None = None

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import ipaddress
 import logging
 import socket
 import ssl
 import tempfile
 from pathlib import Path
 
-import trustme
 from aiohttp import web
 
 from prober.config import load_file
@@ -57,14 +57,59 @@ def sample_app() -> web.Application:
     return app
 
 
+def _certificates(cert_dir: Path, days: int) -> tuple[Path, Path]:
+    """A throwaway CA (written as demo-ca.pem, which the demo config trusts) and a leaf certificate for
+    localhost and 127.0.0.1 that expires in ``days`` days: the leaf's chain file and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def build(
+        subject: str,
+        issuer: str,
+        key: ec.EllipticCurvePrivateKey,
+        signer: ec.EllipticCurvePrivateKey,
+        until: datetime.datetime,
+        ca: bool,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(until)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+        else:
+            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = build("prober demo CA", "prober demo CA", ca_key, ca_key, now + datetime.timedelta(days=365), ca=True)
+    leaf = build("localhost", "prober demo CA", leaf_key, ca_key, now + datetime.timedelta(days=days), ca=False)
+    pem = serialization.Encoding.PEM
+    (cert_dir / "demo-ca.pem").write_bytes(ca.public_bytes(pem))
+    chain, key = cert_dir / "demo-leaf.pem", cert_dir / "demo-leaf.key"
+    chain.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    key.write_bytes(leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return chain, key
+
+
 async def _tls_server(port: int, cert_dir: Path) -> asyncio.Server:
     """A TLS endpoint whose certificate expires in 5 days (the prober turns it degraded at 14)."""
-    ca = trustme.CA()
-    now = datetime.datetime.now(datetime.UTC)
-    leaf = ca.issue_cert("localhost", "127.0.0.1", not_after=now + datetime.timedelta(days=5))
-    ca.cert_pem.write_to_path(str(cert_dir / "demo-ca.pem"))
+    chain, key = _certificates(cert_dir, days=5)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    leaf.configure_cert(context)
+    context.load_cert_chain(chain, key)
 
     async def close(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()

@@ -9,12 +9,18 @@ other exception into an ``unknown``/``internal`` result: nothing raises into the
 from __future__ import annotations
 
 import errno
+import re
+import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from prober.redact import REDACTOR
 from prober.status import Reason
+
+MESSAGE_LIMIT = 300  # characters of a run's message (and of a driver's words inside it)
 
 
 class ProberError(Exception):
@@ -49,9 +55,32 @@ class ProbeFailure(ProberError):
 Classifier = Callable[[BaseException], ProbeFailure | None]
 
 
-def shorten(text: str, limit: int = 300) -> str:
-    """One line of at most ``limit`` characters (a peer's words can be long, binary or multi-line)."""
-    text = " ".join(text.split())
+@dataclass(frozen=True, slots=True)
+class Words:
+    """Where a driver gives no exception type to tell two cases apart, only its message does: one row of
+    a kind's ``WORDS`` table. ``sample`` is the text as the driver wrote it, ``seen_with`` the driver and
+    version it was seen with (tests/probes/test_words.py checks every row against its sample)."""
+
+    case: str
+    pattern: re.Pattern[str]
+    seen_with: str
+    sample: str
+
+
+def said(table: Sequence[Words], text: str, cases: Collection[str] | None = None) -> str | None:
+    """The case of the first row (of the given ``cases``, or any) whose pattern is found in ``text``."""
+    for row in table:
+        if (cases is None or row.case in cases) and row.pattern.search(text):
+            return row.case
+    return None
+
+
+def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """One line of at most ``limit`` characters (a peer's words can be long, binary or multi-line).
+
+    Secrets are masked *before* the cut: cut first, a secret at the edge would leave its beginning
+    behind, where no later redaction could recognise it."""
+    text = " ".join(REDACTOR(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -78,7 +107,7 @@ def classify_os_error(exc: BaseException) -> ProbeFailure | None:
         isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED)
     ):
         return ProbeFailure(Reason.PROTOCOL, f"connection closed by peer ({type(exc).__name__})")
-    if isinstance(exc, OSError) and type(exc).__name__ == "gaierror":
+    if isinstance(exc, socket.gaierror):
         return ProbeFailure(Reason.DNS, f"name resolution failed: {exc.strerror or describe(exc)}")
     if isinstance(exc, OSError):
         return ProbeFailure(Reason.REFUSED, f"connection failed: {exc.strerror or describe(exc)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+from abc import abstractmethod
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -19,8 +20,6 @@ from pydantic import (
     SecretStr,
     StringConstraints,
 )
-
-from prober.status import DURATION_BUCKETS
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -47,6 +46,9 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+
+# The default upper bounds (seconds) of every target's run latency histogram: ``metrics.duration_buckets``.
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^\s:/\[\]]+)):(?P<port>\d{1,5})$")
 
@@ -87,7 +89,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TargetBase(Strict):
+class Timing(Strict):
+    """The timing fields: every target has them, and ``defaults:`` may set them for all targets."""
+
+    interval: Duration = 15.0
+    timeout: Duration = 5.0
+    failure_threshold: PositiveInt = 1
+    success_threshold: PositiveInt = 1
+    degraded_latency: Duration | None = None
+
+
+TIMING_FIELDS: tuple[str, ...] = tuple(Timing.model_fields)
+
+
+class Defaults(Timing):
+    """``defaults:``: timing fields applied to every target that does not set them."""
+
+
+class TargetBase(Timing):
     """Fields every target has. Subclasses add ``kind: Literal[...]`` and their own fields.
 
     ``SECRET_FIELDS`` names the fields that hold secrets: each of them also accepts a ``<field>_file``
@@ -99,11 +118,6 @@ class TargetBase(Strict):
     name: TargetName
     kind: str
     critical: bool = True
-    interval: Duration = 15.0
-    timeout: Duration = 5.0
-    failure_threshold: PositiveInt = 1
-    success_threshold: PositiveInt = 1
-    degraded_latency: Duration | None = None
 
     def secrets(self) -> list[str]:
         """Every secret value this target holds (secret fields and URL passwords), for redaction."""
@@ -117,6 +131,11 @@ class TargetBase(Strict):
                 found.extend(url_passwords(value))
         return [s for s in found if s]
 
+    @abstractmethod
+    def where(self) -> str:
+        """What the target points at (a URL, an address, a path), for the start-up log and
+        ``check-config``; the caller masks credentials."""
+
 
 def url_passwords(url: str) -> list[str]:
     """The password of a URL with userinfo, both percent-decoded and as written."""
@@ -129,25 +148,6 @@ def url_passwords(url: str) -> list[str]:
         return []
     raw = parts.netloc.rpartition("@")[0].partition(":")[2]
     return list({password, raw})
-
-
-TIMING_FIELDS: tuple[str, ...] = (
-    "interval",
-    "timeout",
-    "failure_threshold",
-    "success_threshold",
-    "degraded_latency",
-)
-
-
-class Defaults(Strict):
-    """``defaults:``: timing fields applied to every target that does not set them."""
-
-    interval: Duration = 15.0
-    timeout: Duration = 5.0
-    failure_threshold: PositiveInt = 1
-    success_threshold: PositiveInt = 1
-    degraded_latency: Duration | None = None
 
 
 class ServerConfig(Strict):
@@ -183,4 +183,4 @@ class MetricsConfig(Strict):
     is most of /metrics (14 of about 30 samples per target with the default); fewer buckets, or ``[]``,
     make every scrape smaller and faster."""
 
-    duration_buckets: Buckets = DURATION_BUCKETS
+    duration_buckets: Buckets = DEFAULT_DURATION_BUCKETS

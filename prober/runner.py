@@ -1,16 +1,19 @@
-"""One probe run, made safe: hard-bounded by the target's timeout, every failure turned into a
-result value, the latency verdict applied and secrets masked. Nothing raises out of here."""
+"""One probe run, made safe: hard-bounded by the target's timeout, its observations judged, every
+failure turned into a result value, and secrets masked once, here, before anything is cut to length.
+Nothing raises out of here."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Iterable
+from typing import Any
 
-from prober.errors import ProbeFailure, describe
+from prober.errors import MESSAGE_LIMIT, ProbeFailure, describe, shorten
+from prober.judge import judge
 from prober.models import TargetBase, format_duration
-from prober.probes import PROBES, ProbeContext
-from prober.redact import REDACTOR
+from prober.probes import KINDS, PROBES, ProbeContext
+from prober.redact import MASK, REDACTOR
 from prober.status import Reason, Result, State, unhealthy
 
 
@@ -22,23 +25,51 @@ def _internal(exc: BaseException) -> Result:
     return Result(State.UNKNOWN, Reason.INTERNAL, f"internal error: {type(exc).__name__}: {describe(exc)}", error=exc)
 
 
-def _slow(target: TargetBase, result: Result) -> Result:
-    limit = target.degraded_latency
-    if limit is not None and result.state is State.OK and result.latency is not None and result.latency > limit:
-        result.state = State.DEGRADED
-        result.message = f"slow answer: {result.latency * 1000:.0f} ms > {format_duration(limit)}" + (
-            f" ({result.message})" if result.message else ""
-        )
+class _Masked:
+    """The redactor, plus the target's own secrets (in the daemon the redactor knows them already; a
+    run started elsewhere, as in the tests, may not have told it)."""
+
+    def __init__(self, target: TargetBase) -> None:
+        self.secrets = sorted((s for s in target.secrets() if len(s) >= 3), key=len, reverse=True)
+
+    def text(self, text: str) -> str:
+        text = REDACTOR(text)
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    def deep(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self.deep(v) for k, v in value.items()} if value else value
+        if isinstance(value, list | tuple):
+            return [self.deep(v) for v in value]
+        return value
+
+
+def _masked(target: TargetBase, result: Result) -> Result:
+    """Secrets out, then the message cut to length (in this order: see :func:`prober.errors.shorten`)."""
+    mask = _Masked(target)
+    result.message = shorten(mask.text(result.message), MESSAGE_LIMIT)
+    if result.details:
+        result.details = mask.deep(result.details)
+    if result.info:
+        result.info = {k: mask.text(v) for k, v in result.info.items()}
     return result
 
 
 async def run_probe(target: TargetBase, ctx: ProbeContext) -> Result:
-    """Run the target's probe once. Returns a result for every outcome; re-raises only cancellation."""
+    """Run the target's probe once and judge it. Returns a result for every outcome; re-raises only
+    cancellation."""
     probe = PROBES[target.kind]
     started = time.perf_counter()
     try:
         async with asyncio.timeout(target.timeout):
-            result = await probe(target, ctx)
+            observed = await probe(target, ctx)
+        kind = KINDS[target.kind]
+        result = judge(target, observed, kind.rules, time.perf_counter() - started, kind.hidden)
     except TimeoutError:
         result = unhealthy(Reason.TIMEOUT, f"no answer within {format_duration(target.timeout)}")
     except ProbeFailure as failure:
@@ -47,13 +78,7 @@ async def run_probe(target: TargetBase, ctx: ProbeContext) -> Result:
         result = _internal(exc)
     if result.latency is None:
         result.latency = time.perf_counter() - started
-    result = _slow(target, result)
-    result.message = REDACTOR(result.message)
-    if result.details:
-        result.details = REDACTOR.deep(result.details)
-    if result.info:
-        result.info = {k: REDACTOR(v) for k, v in result.info.items()}
-    return result
+    return _masked(target, result)
 
 
 async def run_all(targets: Iterable[TargetBase], ctx: ProbeContext, max_concurrency: int) -> dict[str, Result]:

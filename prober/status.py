@@ -3,23 +3,23 @@
 A probe run yields a :class:`Result`. Each target keeps a :class:`TargetStatus` that turns the raw
 results into a debounced state (Kubernetes probe semantics: ``failure_threshold`` consecutive
 failures before a target leaves ok/degraded, ``success_threshold`` consecutive successes before it
-returns) and carries the counters the metrics are built from. :func:`overall` aggregates targets
-into the state of the whole application.
+returns) and carries the counters the metrics are read from at scrape time. :func:`overall`
+aggregates targets into the state of the whole application. Nothing here knows how the state is
+exported: that is the metrics side's business (:mod:`prober.metrics`).
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
+import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from prober.models import TargetBase
+from prober.models import DEFAULT_DURATION_BUCKETS
 
 
 class State(StrEnum):
@@ -44,19 +44,7 @@ class Reason(StrEnum):
 
 STATES: tuple[State, ...] = tuple(State)
 REASONS: tuple[Reason, ...] = tuple(Reason)
-
-# Gauges a probe may report, with their help text. Only these names are exported, so a probe
-# cannot create unbounded series by accident.
-GAUGES: dict[str, str] = {
-    "replication_lag_seconds": "Replication lag seen by the last run (replicas and secondaries).",
-    "connection_usage_ratio": "Connections in use divided by the connections available.",
-    "memory_usage_ratio": "Memory in use divided by the configured limit.",
-    "tls_cert_not_after_timestamp_seconds": "Expiry (notAfter) of the leaf certificate, even if verification failed.",
-}
-
-# Buckets of prober_probe_duration_seconds and prober_scheduler_lag_seconds.
-DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-LAG_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_ORDER = {State.OK: 0, State.DEGRADED: 1, State.UNHEALTHY: 2}
 
 
 @dataclass(slots=True)
@@ -67,9 +55,9 @@ class Result:
     reason: Reason | None = None
     message: str = ""
     latency: float | None = None  # seconds; filled in by the runner when the probe leaves it out
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # the observations shown in /status, or a failure's facts
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: dns, connect, tls, ...
-    gauges: dict[str, float] = field(default_factory=dict)  # keys from GAUGES
+    gauges: dict[str, float] = field(default_factory=dict)  # exported per-target gauges (see prober.metrics)
     info: dict[str, str] = field(default_factory=dict)  # version, role: prober_target_info labels
     error: BaseException | None = field(default=None, repr=False)  # an internal error, for the log
 
@@ -91,35 +79,18 @@ def unhealthy(reason: Reason, message: str, **kwargs: Any) -> Result:
     return Result(State.UNHEALTHY, reason, message, **kwargs)
 
 
-def worst(*results: State) -> State:
+def worst(*states: State) -> State:
     """The worse of known states (ok < degraded < unhealthy)."""
-    order = {State.OK: 0, State.DEGRADED: 1, State.UNHEALTHY: 2}
-    return max(results, key=lambda s: order.get(s, -1))
-
-
-def bucket_labels(bounds: tuple[float, ...]) -> tuple[str, ...]:
-    """The ``le`` label values of a histogram's buckets, +Inf included, formatted as prometheus_client
-    formats its own (Go style); computed once per distinct set of bounds, not per scrape."""
-    labels = _BUCKET_LABELS.get(bounds)
-    if labels is None:
-        from prometheus_client.utils import floatToGoString  # here: `prober healthcheck` stays light
-
-        go_style = cast(Callable[[float], str], floatToGoString)
-        labels = _BUCKET_LABELS[bounds] = (*map(go_style, bounds), "+Inf")
-    return labels
-
-
-_BUCKET_LABELS: dict[tuple[float, ...], tuple[str, ...]] = {}
+    return max(states, key=lambda s: _ORDER.get(s, -1))
 
 
 class Histogram:
-    """A cumulative histogram (kept per target for run latencies, rendered at scrape time)."""
+    """Counts of run latencies per upper bound (the last bound is +Inf), and their sum."""
 
-    __slots__ = ("bounds", "counts", "labels", "total")
+    __slots__ = ("bounds", "counts", "total")
 
-    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
+    def __init__(self, bounds: tuple[float, ...] = DEFAULT_DURATION_BUCKETS) -> None:
         self.bounds = bounds
-        self.labels = bucket_labels(bounds)  # shared by every histogram with these bounds
         self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
 
@@ -127,8 +98,13 @@ class Histogram:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
 
-    def cumulative(self) -> list[tuple[str, float]]:
-        return list(zip(self.labels, itertools.accumulate(self.counts), strict=True))
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, runs at or below it), +Inf last."""
+        running, out = 0, []
+        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
 
 
 @dataclass(slots=True)
@@ -201,22 +177,36 @@ def overall(targets: Iterable[TargetStatus]) -> State:
     return seen
 
 
+class Configured(Protocol):
+    """What the board needs to know of a configured target."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def critical(self) -> bool: ...
+    @property
+    def interval(self) -> float: ...
+
+
 class Board:
     """The latest stored results of every target, plus the daemon's own facts. Written by the
     scheduler, read by the metrics collector and /status; a read never triggers a probe."""
 
-    def __init__(self) -> None:
+    def __init__(self, lag_buckets: tuple[float, ...] = ()) -> None:
+        """``lag_buckets``: the bounds of the scheduler lag histogram (the metrics side chooses them)."""
         self.targets: dict[str, TargetStatus] = {}
         self.started = time.time()
         self.reload_successful = True
         self.reload_success_time: float | None = None
-        self.scheduler_lag = Histogram(LAG_BUCKETS)
-        self.duration_buckets = DURATION_BUCKETS  # of every target's prober_probe_duration_seconds
+        self.scheduler_lag = Histogram(lag_buckets)  # waits between a run's due time and its start
+        self.duration_buckets = DEFAULT_DURATION_BUCKETS  # of every target's run latency histogram
         self.jobs = 0
         self.configured_targets = 0  # in the config, before sharding
         self.event_loop_tasks = 0  # read on the event loop just before a scrape is rendered
 
-    def apply(self, targets: Iterable[TargetBase]) -> None:
+    def apply(self, targets: Iterable[Configured]) -> None:
         """Adopt a new target set. Unchanged targets keep their state and counters; a target whose
         kind changed starts afresh; removed targets are forgotten (and so vanish from /metrics)."""
         fresh: dict[str, TargetStatus] = {}

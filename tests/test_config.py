@@ -9,10 +9,11 @@ import pytest
 
 from prober import config
 from prober.errors import ConfigError
+from prober.models import DEFAULT_DURATION_BUCKETS as DURATION_BUCKETS
+from prober.probes import KINDS
 from prober.probes.http import HttpTarget
 from prober.probes.tcp import TcpTarget
 from prober.probes.tls import TlsTarget
-from prober.status import DURATION_BUCKETS
 from tests.helpers import ROOT, run_cli
 
 INVALID = ROOT / "tests" / "configs" / "invalid"
@@ -49,7 +50,7 @@ EXPECTED: dict[str, str] = {
     "is not set and has no default",
     "unknown-key.yaml": ":5: targets[0] 'api' (http): expected_status: unknown key (allowed: ",
     "unknown-kind.yaml": ":3: targets[0] 'dir' (ldap): kind: kind 'ldap' is not supported yet (supported: "
-    "clickhouse, http, minio, mongodb, postgres, redis, tcp, tls)",
+    f"{', '.join(KINDS)})",
     "unknown-top-key.yaml": ":1: unknown key 'target' (allowed: server, defaults, max_concurrency, metrics, targets)",
     "unreadable-ca-file.yaml": ":5: targets[0] 'cert' (tls): ca_file: cannot read '/nonexistent/ca.pem': "
     "No such file or directory",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from prober.probes import KINDS
 from tests.helpers import ROOT, free_port
 
 HEAVY = ("asyncpg", "redis", "pymongo", "minio", "urllib3", "clickhouse_connect", "cryptography")
@@ -22,6 +23,14 @@ DRIVERS = {
     "minio": "minio",
     "clickhouse": "clickhouse_connect",
 }
+DRIVERLESS = {"http", "tcp", "tls"}  # sockets, aiohttp and (on first TLS use) cryptography only
+
+
+def test_every_kind_has_an_import_case() -> None:
+    """A kind added to the registry must say here which library it loads (and get a case below)."""
+    assert set(DRIVERS) | DRIVERLESS == set(KINDS)
+    assert not set(DRIVERS) & DRIVERLESS
+
 
 # Loads the config (argv[1]) and the daemon's modules, reports which of the modules named in argv[3:] are
 # loaded; with argv[2] == "run", runs each target's probe once (failures expected: nothing listens) and

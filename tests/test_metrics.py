@@ -10,12 +10,21 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from prober.metrics import ProberCollector, make_registry, render, render_collector
+from prober.metrics import (
+    DAEMON_FAMILIES,
+    LAG_BUCKETS,
+    TARGET_FAMILIES,
+    ProberCollector,
+    exposition,
+    make_registry,
+    render,
+    render_collector,
+)
 from prober.status import Board, Histogram, Reason, Result, State, TargetStatus
 
 
 def board(buckets: tuple[float, ...] | None = None) -> Board:
-    filled = Board()
+    filled = Board(LAG_BUCKETS)
     if buckets is not None:
         filled.set_duration_buckets(buckets)
     filled.configured_targets = 7
@@ -105,3 +114,41 @@ def test_whole_registry_renders_in_both_formats() -> None:
     assert 'prober_up{kind="http",target="api"} 1.0' in text and "process_" in text
     om = render(cast(CollectorRegistry, registry), openmetrics=True).decode()
     assert om.endswith("# EOF\n")
+
+
+@pytest.mark.parametrize("openmetrics", [False, True], ids=["text", "openmetrics"])
+def test_the_test_board_has_a_sample_of_every_family(openmetrics: bool) -> None:
+    """The byte-for-byte test above proves something only for families with samples: every family of the
+    table (and every label it has) must appear in it."""
+    text = render_collector(ProberCollector(board()), openmetrics)
+    for family in TARGET_FAMILIES:
+        name = family.sample_name if family.type != "histogram" else f"{family.name}_bucket"
+        lines = [line for line in text.splitlines() if line.startswith(name + "{")]
+        assert lines, f"no sample of {family.name}"
+        assert all(f'{label}="' in lines[0] for label in ("kind", "target", *family.labels)), lines[0]
+    for daemon in DAEMON_FAMILIES:
+        assert f"\n{daemon.name}" in text, f"no sample of {daemon.name}"
+
+
+def test_a_renderer_failure_falls_back_counted_and_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = make_registry(board())
+    expected = render(registry, openmetrics=False).decode()
+
+    def broken(*_args: object) -> list[str]:
+        raise ValueError("a bug in the fast renderer")
+
+    monkeypatch.setattr(exposition, "_lines", broken)
+    first = render(registry, openmetrics=False).decode()
+    second = render(registry, openmetrics=True).decode()
+    assert "prober_metrics_render_fallbacks_total 1.0" in first
+    assert "prober_metrics_render_fallbacks_total 2.0" in second
+
+    def samples(text: str) -> list[str]:
+        """The prober's own samples, less the fallback counter (process_ and python_ ones vary)."""
+        skipped = ("process_", "python_", "# ", "prober_metrics_render_fallbacks")
+        return [line for line in text.splitlines() if not line.startswith(skipped)]
+
+    assert samples(first) == samples(expected)
+    assert len([r for r in caplog.records if "fast /metrics renderer failed" in r.getMessage()]) == 1

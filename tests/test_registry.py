@@ -6,8 +6,8 @@ import inspect
 from typing import get_args
 
 from prober.config import KIND_MODELS
-from prober.probes import PROBES, Target
-from prober.status import GAUGES
+from prober.metrics import GAUGES
+from prober.probes import KINDS, MODULES, PROBES, Target
 
 
 def test_registry_and_config_models_agree() -> None:
@@ -34,3 +34,18 @@ def test_secret_fields_are_secret_types() -> None:
 
 def test_gauge_names_are_metric_safe() -> None:
     assert all(name.replace("_", "").isalnum() and name.islower() for name in GAUGES)
+
+
+PUBLIC_NAMES = ("MODEL", "OBSERVES", "RULES", "WORDS", "classify", "probe")
+
+
+def test_every_kind_module_has_the_same_public_names() -> None:
+    for module in MODULES:
+        missing = [name for name in PUBLIC_NAMES if not hasattr(module, name)]
+        assert not missing, (module.__name__, missing)
+
+
+def test_every_kind_says_where_it_points() -> None:
+    """check-config and the start-up log name each target's endpoint, whatever its kind."""
+    for name, kind in KINDS.items():
+        assert "where" in vars(kind.model), f"{name}: its model does not say where it points"

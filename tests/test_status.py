@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from prober.models import DEFAULT_DURATION_BUCKETS as DURATION_BUCKETS
 from prober.probes.tcp import TcpTarget
-from prober.status import DURATION_BUCKETS, Board, Reason, Result, State, TargetStatus, overall, unhealthy
+from prober.status import Board, Reason, Result, State, TargetStatus, overall, unhealthy
 
 OK = Result(State.OK, latency=0.01)
 DEGRADED = Result(State.DEGRADED, message="slow", latency=0.5)
@@ -58,7 +61,7 @@ def test_counters_and_histogram() -> None:
     assert status.failures_total == {Reason.REFUSED: 1}
     assert status.last_success == 100.0
     buckets = dict(status.histogram.cumulative())
-    assert buckets["0.01"] == 1 and buckets["10.0"] == 2 and buckets["+Inf"] == 2  # DOWN had no latency
+    assert buckets[0.01] == 1 and buckets[10.0] == 2 and buckets[math.inf] == 2  # DOWN had no latency
 
 
 def tcp(name: str) -> TcpTarget:
@@ -71,18 +74,18 @@ def test_new_duration_buckets_restart_every_histogram() -> None:
     board.targets["a"].record(OK, 1, 1)
     assert board.targets["a"].histogram.bounds == DURATION_BUCKETS
     assert board.set_duration_buckets((0.1, 1.0))
-    empty = [("0.1", 0), ("1.0", 0), ("+Inf", 0)]
+    empty = [(0.1, 0), (1.0, 0), (math.inf, 0)]
     assert [t.histogram.cumulative() for t in board.targets.values()] == [empty, empty]
     assert board.targets["a"].probes_total == 1  # only the histogram starts afresh
     board.targets["a"].record(OK, 1, 1)
     board.apply([tcp("a"), tcp("c")])  # a new target gets the new buckets too
     assert board.targets["c"].histogram.cumulative() == empty
     assert not board.set_duration_buckets((0.1, 1.0))  # the same buckets again: nothing restarts
-    assert board.targets["a"].histogram.cumulative() == [("0.1", 1), ("1.0", 1), ("+Inf", 1)]
+    assert board.targets["a"].histogram.cumulative() == [(0.1, 1), (1.0, 1), (math.inf, 1)]
     assert board.set_duration_buckets(())
-    assert board.targets["a"].histogram.cumulative() == [("+Inf", 0)]
+    assert board.targets["a"].histogram.cumulative() == [(math.inf, 0)]
     board.targets["a"].record(OK, 1, 1)
-    assert board.targets["a"].histogram.cumulative() == [("+Inf", 1)] and board.targets["a"].histogram.total == 0.01
+    assert board.targets["a"].histogram.cumulative() == [(math.inf, 1)] and board.targets["a"].histogram.total == 0.01
 
 
 def targets(*spec: tuple[State, bool]) -> list[TargetStatus]:

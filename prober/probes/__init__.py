@@ -1,45 +1,58 @@
-"""The probe registry: one module per kind, one async function per module, one map from kind to it.
+"""The probe registry: one module per kind, one map from kind to it.
 
-Every probe has the same signature, ``async def probe(target, ctx) -> Result``: it takes the target's
-validated config and the shared :class:`ProbeContext`, lets its driver raise, maps the driver's
-exceptions to a :class:`~prober.errors.ProbeFailure` in one place, and returns a result. The config
-union :data:`Target` is discriminated on ``kind``; a test asserts it and :data:`PROBES` agree.
+Every kind module has the same public names:
+
+* ``MODEL``: its config model (a :class:`~prober.models.TargetBase` with ``kind: Literal["<kind>"]``:
+  the one place the kind is named);
+* ``probe``: ``async def probe(target, ctx) -> Observation``: it takes the target's validated config and
+  the shared :class:`ProbeContext`, lets its driver raise, maps the driver's exceptions in one place
+  (``classify``) and returns what it observed, never a verdict;
+* ``OBSERVES``: the names it observes, with their types (docs/kinds/<kind>.md lists them);
+* ``RULES``: its default verdicts, applied by :func:`prober.judge.judge`;
+* ``classify``: its driver's exceptions -> :class:`~prober.errors.ProbeFailure`.
+
+Adding a kind is adding its module to ``MODULES`` (docs/architecture.md says what else changes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Annotated, Any, Union, get_args
 
 from pydantic import Field
 
+from prober.judge import Observable, Observation, Rule, hidden_names
+from prober.models import TargetBase
 from prober.probes import clickhouse, http, minio, mongodb, postgres, redis, tcp, tls
 from prober.probes._context import ProbeContext
-from prober.status import Result
 
-ProbeFn = Callable[[Any, ProbeContext], Awaitable[Result]]
+ProbeFn = Callable[[Any, ProbeContext], Awaitable[Observation]]
 
-PROBES: dict[str, ProbeFn] = {
-    "clickhouse": clickhouse.probe,
-    "http": http.probe,
-    "minio": minio.probe,
-    "mongodb": mongodb.probe,
-    "postgres": postgres.probe,
-    "redis": redis.probe,
-    "tcp": tcp.probe,
-    "tls": tls.probe,
-}
+MODULES: tuple[ModuleType, ...] = (clickhouse, http, minio, mongodb, postgres, redis, tcp, tls)
 
-Target = Annotated[
-    clickhouse.ClickhouseTarget
-    | http.HttpTarget
-    | minio.MinioTarget
-    | mongodb.MongodbTarget
-    | postgres.PostgresTarget
-    | redis.RedisTarget
-    | tcp.TcpTarget
-    | tls.TlsTarget,
-    Field(discriminator="kind"),
-]
 
-__all__ = ["PROBES", "ProbeContext", "ProbeFn", "Target"]
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One kind, as the rest of the prober sees it."""
+
+    name: str
+    model: type[TargetBase]
+    probe: ProbeFn
+    rules: tuple[Rule, ...]
+    observes: Mapping[str, Observable]
+    hidden: frozenset[str]
+
+
+def _kind(module: ModuleType) -> Kind:
+    model: type[TargetBase] = module.MODEL
+    (name,) = get_args(model.model_fields["kind"].annotation)
+    return Kind(name, model, module.probe, tuple(module.RULES), module.OBSERVES, hidden_names(module.OBSERVES))
+
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in map(_kind, MODULES)}
+PROBES: dict[str, ProbeFn] = {name: kind.probe for name, kind in KINDS.items()}  # looked up on every run
+Target: Any = Annotated[Union[tuple(kind.model for kind in KINDS.values())], Field(discriminator="kind")]  # noqa: UP007
+
+__all__ = ["KINDS", "MODULES", "PROBES", "Kind", "ProbeContext", "ProbeFn", "Target"]

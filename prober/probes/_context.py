@@ -12,7 +12,9 @@ from typing import Any
 
 import aiohttp
 
+from prober.models import TargetBase
 from prober.probes import _http1
+from prober.probes._kit import Run
 
 
 class ProbeContext:
@@ -23,6 +25,10 @@ class ProbeContext:
         self._ssl: dict[tuple[str | None, bool], ssl.SSLContext] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._blocking_workers = blocking_workers
+
+    def begin(self, target: TargetBase) -> Run:
+        """A run of ``target`` starts: its deadline and phase timer (see :mod:`._kit`)."""
+        return Run(target.timeout)
 
     def http_session(self) -> aiohttp.ClientSession:
         """One session for the HTTP APIs the minio and clickhouse probes call. ``force_close``: each run

@@ -48,6 +48,7 @@ class Answer:
     """The final response of a run, with the timestamps (perf_counter seconds) the phases come from."""
 
     status: int
+    headers: Mapping[str, str]  # case-insensitive
     body: bytes
     peer_cert: bytes | None
     end: float
@@ -122,7 +123,7 @@ async def exchange(
         phases["body"] = end - headers_at
         transport = protocol.transport
         der = peer_cert_der(transport.get_extra_info("ssl_object")) if transport is not None else None
-        answer = Answer(message.code, body, der, end, phases)
+        answer = Answer(message.code, message.headers, body, der, end, phases)
         complete = True
         return answer, message.headers.get("Location") if message.code in REDIRECT_CODES else None
     finally:

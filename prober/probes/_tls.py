@@ -13,12 +13,27 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from prober.errors import ProbeFailure
+from prober.judge import Observable
 from prober.probes._net import connect_socket, handshake
 
 if TYPE_CHECKING:
     from cryptography import x509
 
 SECONDS_PER_DAY = 86400.0
+
+# What a certificate says, as the tls kind observes it (and the http kind, under ``certificate``).
+CERTIFICATE: dict[str, Observable] = {
+    "days_left": Observable("double", "days until the leaf certificate expires (negative: expired)"),
+    "not_after": Observable("string", "its notAfter, ISO 8601"),
+    "not_after_timestamp": Observable("double", "its notAfter, Unix seconds"),
+    "subject": Observable("string", "the subject's common name (else the whole subject)"),
+    "issuer": Observable("string", "the issuer's common name (else the whole issuer)"),
+    "sans": Observable("list", "the DNS names and IP addresses it is valid for"),
+}
+
+
+def expiry_note(days_left: float) -> str:
+    return f"expired {-days_left:.1f} days ago" if days_left < 0 else f"expires in {days_left:.1f} days"
 
 
 def _name(name: x509.Name) -> str:

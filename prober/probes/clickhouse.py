@@ -19,8 +19,7 @@ import base64
 import contextlib
 import re
 import ssl
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -29,11 +28,13 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 from pydantic import AfterValidator, SecretStr
 
-from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.errors import ProbeFailure, Words, classify_os_error, describe, driver_errors, shorten
+from prober.judge import Check, Observable, Observation, Rule, degraded_if
 from prober.models import Duration, ReadableFile, TargetBase, format_duration
 from prober.probes import _aiohttp
 from prober.probes._context import ProbeContext
-from prober.status import Reason, Result, degraded, ok
+from prober.probes._kit import Run
+from prober.status import Reason
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.asyncclient import AsyncClient
@@ -48,11 +49,32 @@ INCOMPATIBLE_CODES = frozenset({16, 46, 47, 60, 62, 115})
 ACCESS_DENIED = 497
 REPLICAS_SQL = "SELECT database, table, is_readonly, is_session_expired, absolute_delay FROM system.replicas"
 MAX_LISTED = 5  # tables named per problem in the message and details
-CLOSE_MARGIN = 0.25  # seconds of the timeout kept for closing the client (at most a fifth of the timeout)
 
-_CODE = re.compile(r"\bcode:\s*(\d+)", re.IGNORECASE)
-_STATUS = re.compile(r"received HTTP status (\d{3})")
-_SERVER_TEXT = re.compile(r"DB::Exception:\s*(.*?)(?:, e\.what\(\)|\s*\(version [^()]*(?:\([^()]*\))?\)|$)", re.DOTALL)
+# clickhouse-connect puts the server's error code, the HTTP status and the server's own words into the
+# text of one exception type; these patterns read them back.
+_SEEN = "clickhouse-connect 1.12.0"
+WORDS: tuple[Words, ...] = (
+    Words(
+        "code",
+        re.compile(r"\bcode:\s*(\d+)", re.IGNORECASE),
+        _SEEN,
+        "HTTPDriver for http://127.0.0.1:8123 received ClickHouse error code 193\n Code: 193. DB::Exception: Wrong "
+        "password for user default. (WRONG_PASSWORD) (version 24.3.1.1)",
+    ),
+    Words(
+        "http_status",
+        re.compile(r"received HTTP status (\d{3})"),
+        _SEEN,
+        "HTTPDriver for http://127.0.0.1:8123 received HTTP status 404",
+    ),
+    Words(
+        "server_text",
+        re.compile(r"DB::Exception:\s*(.*?)(?:, e\.what\(\)|\s*\(version [^()]*(?:\([^()]*\))?\)|$)", re.DOTALL),
+        _SEEN,
+        "Code: 60. DB::Exception: Table default.nope does not exist. (UNKNOWN_TABLE) (version 24.3.1.1)",
+    ),
+)
+_CODE, _STATUS, _SERVER_TEXT = (row.pattern for row in WORDS)
 _VERSION = re.compile(r"^\d+(?:\.\d+){1,4}$")
 
 
@@ -76,6 +98,12 @@ class ClickhouseTarget(TargetBase):
     password: SecretStr | None = None  # overrides the URL's password; or password_file
     max_replication_lag: Duration = 300.0
     ca_file: ReadableFile | None = None
+
+    def where(self) -> str:
+        return self.url
+
+
+MODEL = ClickhouseTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,27 +147,23 @@ def _http_status(exc: ClickHouseError) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _short(text: str, limit: int = 100) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _server_says(exc: ClickHouseError) -> str:
     """The server's own words from a clickhouse-connect error: ``Code 193: Wrong password for user x``."""
     found = _SERVER_TEXT.search(str(exc))
-    text = _short(" ".join(found.group(1).split()) if found else describe(exc), 200)
+    text = shorten(found.group(1) if found else describe(exc), 200)
     code = _error_code(exc)
     return f"Code {code}: {text}" if code is not None else text
 
 
-def _classify(exc: BaseException) -> ProbeFailure | None:
+def classify(exc: BaseException) -> ProbeFailure | None:
     """clickhouse-connect's and aiohttp's exceptions -> the fixed reasons."""
     from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 
     if isinstance(exc, ClickHouseError):
         cause = exc.__cause__
         if cause is not None and not isinstance(cause, ClickHouseError):  # a transport error, wrapped
-            found = _classify(cause) or classify_os_error(cause)
-            return found or ProbeFailure(Reason.PROTOCOL, _short(describe(cause)))
+            found = classify(cause) or classify_os_error(cause)
+            return found or ProbeFailure(Reason.PROTOCOL, shorten(describe(cause), 100))
         code, status = _error_code(exc), _http_status(exc)
         if code in AUTH_CODES or status == 401:
             return ProbeFailure(Reason.AUTH, f"authentication failed ({_server_says(exc)})")
@@ -147,29 +171,21 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
             return ProbeFailure(Reason.ASSERTION, f"query failed ({_server_says(exc)})")
         if status is not None:  # an HTTP error without a ClickHouse error code
             return ProbeFailure(Reason.PROTOCOL, f"HTTP {status} without a ClickHouse error: not a ClickHouse server?")
-        return ProbeFailure(Reason.PROTOCOL, f"unexpected answer: {_short(describe(exc))}")
+        return ProbeFailure(Reason.PROTOCOL, f"unexpected answer: {shorten(describe(exc), 100)}")
     return _aiohttp.classify(exc)
 
 
 @asynccontextmanager
-async def _phase(name: str, phases: dict[str, float], deadline: float, limit: float) -> AsyncIterator[None]:
-    """Time one phase, bound it by the run's deadline and name it in a failure's message."""
-    begun = time.perf_counter()
-    try:
-        async with asyncio.timeout_at(deadline):
-            with driver_errors(_classify):
-                yield
-    except TimeoutError:
-        raise ProbeFailure(Reason.TIMEOUT, f"{name}: no answer in time (timeout {format_duration(limit)})") from None
-    except ProbeFailure as failure:
-        failure.message = f"{name}: {failure.message}"
-        raise
-    finally:
-        phases[name] = time.perf_counter() - begun
-
-
-def _remaining(deadline: float) -> float:
-    return max(deadline - asyncio.get_running_loop().time(), 0.01)
+async def _phase(run: Run, name: str) -> AsyncIterator[None]:
+    """One phase of the run: timed, bounded by the run's deadline, and named in a failure's message."""
+    with run.phase(name):
+        async with run.bounded(f"{name}: no answer in time (timeout {format_duration(run.timeout)})"):
+            try:
+                with driver_errors(classify):
+                    yield
+            except ProbeFailure as failure:
+                failure.message = f"{name}: {failure.message}"
+                raise
 
 
 async def _ping(ctx: ProbeContext, server: _Server, tls: ssl.SSLContext | bool) -> None:
@@ -202,12 +218,12 @@ async def _plain_version(ctx: ProbeContext, server: _Server, tls: ssl.SSLContext
 
 
 async def _open(
-    ctx: ProbeContext, target: ClickhouseTarget, server: _Server, tls: ssl.SSLContext | bool, deadline: float
+    ctx: ProbeContext, target: ClickhouseTarget, server: _Server, tls: ssl.SSLContext | bool, run: Run
 ) -> AsyncClient:
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import DatabaseError
 
-    budget = _remaining(deadline)
+    budget = run.left()
     try:
         client: AsyncClient = await clickhouse_connect.get_async_client(
             host=server.host,
@@ -247,39 +263,56 @@ def _names(rows: Sequence[str]) -> list[str]:
     return [*rows[:MAX_LISTED], *([f"{more} more"] if more > 0 else [])]
 
 
-def _judge(target: ClickhouseTarget, version: str, replicas: Sequence[Sequence[Any]] | None) -> Result:
-    """The verdict from the version and the ``system.replicas`` rows (None: not readable by this user)."""
-    details: dict[str, Any] = {"version": version}
+def _observe(target: ClickhouseTarget, version: str, replicas: Sequence[Sequence[Any]] | None) -> Observation:
+    """The version and the ``system.replicas`` rows (None: not readable by this user)."""
+    values: dict[str, Any] = {"version": version}
     info = {"version": version}
     summary = f"ClickHouse {version}, SELECT 1 ok"
     if replicas is None:
-        details["replicas"] = "system.replicas is not readable by this user (ACCESS_DENIED)"
-        return ok(summary, details=details, info=info)
+        values["replicas"] = "system.replicas is not readable by this user (ACCESS_DENIED)"
+        return Observation(values, summary, info=info)
     tables = [(f"{r[0]}.{r[1]}", bool(int(r[2])), bool(int(r[3])), int(r[4])) for r in replicas]
-    details["replicated_tables"] = len(tables)
+    values["replicated_tables"] = len(tables)
     gauges: dict[str, float] = {}
     if tables:
         lag = float(max(delay for *_, delay in tables))
-        details["max_absolute_delay_seconds"] = lag
+        values["max_absolute_delay_seconds"] = lag
         gauges["replication_lag_seconds"] = lag
         summary += f", {len(tables)} replicated table{'s' if len(tables) > 1 else ''}, max delay {lag:g}s"
     limit = target.max_replication_lag
-    problems: list[str] = []
-    for label, key, names in (
-        ("replica read-only", "readonly_replicas", [name for name, ro, _, _ in tables if ro]),
-        ("Keeper session expired", "session_expired_replicas", [name for name, _, gone, _ in tables if gone]),
-        (
-            f"replication delay > {format_duration(limit)}",
-            "lagging_replicas",
-            [f"{name} ({delay}s)" for name, _, _, delay in tables if delay > limit],
-        ),
+    for key, names in (
+        ("readonly_replicas", [name for name, ro, _, _ in tables if ro]),
+        ("session_expired_replicas", [name for name, _, gone, _ in tables if gone]),
+        ("lagging_replicas", [f"{name} ({delay}s)" for name, _, _, delay in tables if delay > limit]),
     ):
         if names:
-            details[key] = _names(names)
-            problems.append(f"{label}: {', '.join(details[key])}")
-    if problems:
-        return degraded("; ".join(problems), details=details, gauges=gauges, info=info)
-    return ok(summary, details=details, gauges=gauges, info=info)
+            values[key] = _names(names)
+    return Observation(values, summary, gauges=gauges, info=info)
+
+
+def _listed(key: str, label: Callable[[ClickhouseTarget], str]) -> Check:
+    def check(target: ClickhouseTarget, values: Mapping[str, Any]) -> str | None:
+        names = values.get(key)
+        return f"{label(target)}: {', '.join(names)}" if names else None
+
+    return check
+
+
+RULES: tuple[Rule, ...] = (
+    degraded_if(_listed("readonly_replicas", lambda _t: "replica read-only")),
+    degraded_if(_listed("session_expired_replicas", lambda _t: "Keeper session expired")),
+    degraded_if(_listed("lagging_replicas", lambda t: f"replication delay > {format_duration(t.max_replication_lag)}")),
+)
+
+OBSERVES: dict[str, Observable] = {
+    "version": Observable("string", "the server version"),
+    "replicated_tables": Observable("int", "rows of system.replicas"),
+    "max_absolute_delay_seconds": Observable("double", "the largest absolute_delay of a replicated table"),
+    "readonly_replicas": Observable("list", "replicated tables in read-only mode (at most 5 named)"),
+    "session_expired_replicas": Observable("list", "replicated tables whose Keeper session expired"),
+    "lagging_replicas": Observable("list", "replicated tables delayed more than max_replication_lag"),
+    "replicas": Observable("string", "why system.replicas could not be read"),
+}
 
 
 async def _replicas(client: AsyncClient) -> Sequence[Sequence[Any]] | None:
@@ -295,20 +328,18 @@ async def _replicas(client: AsyncClient) -> Sequence[Sequence[Any]] | None:
     return rows
 
 
-async def probe(target: ClickhouseTarget, ctx: ProbeContext) -> Result:
+async def probe(target: ClickhouseTarget, ctx: ProbeContext) -> Observation:
     server = _server(target)
     tls: ssl.SSLContext | bool = ctx.ssl_context(target.ca_file) if server.secure else False
-    started = time.perf_counter()
-    deadline = asyncio.get_running_loop().time() + target.timeout - min(CLOSE_MARGIN, target.timeout / 5)
-    phases: dict[str, float] = {}
-    async with _phase("ping", phases, deadline, target.timeout):
+    run = ctx.begin(target)
+    async with _phase(run, "ping"):
         await _ping(ctx, server, tls)
     client: AsyncClient | None = None
     try:
-        async with _phase("connect", phases, deadline, target.timeout):
-            client = await _open(ctx, target, server, tls, deadline)
+        async with _phase(run, "connect"):
+            client = await _open(ctx, target, server, tls, run)
             version = str(client.server_version)
-        async with _phase("query", phases, deadline, target.timeout):
+        async with _phase(run, "query"):
             rows = (await client.query("SELECT 1")).result_rows
             if [tuple(row) for row in rows] != [(1,)]:
                 raise ProbeFailure(Reason.PROTOCOL, f"SELECT 1 answered {str(rows)[:60]}")
@@ -317,7 +348,7 @@ async def probe(target: ClickhouseTarget, ctx: ProbeContext) -> Result:
         if client is not None:  # shielded: a cancelled run still releases the client's connection
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 await asyncio.shield(client.close())
-    result = _judge(target, version, replicas)
-    result.phases = phases
-    result.latency = time.perf_counter() - started
-    return result
+    observed = _observe(target, version, replicas)
+    observed.phases = run.phases
+    observed.latency = run.elapsed()
+    return observed

@@ -12,19 +12,21 @@ from __future__ import annotations
 import functools
 import json
 import re
-import time
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr
 from yarl import URL
 
-from prober.errors import ProbeFailure, driver_errors
+from prober.errors import ProbeFailure, Words, driver_errors, shorten
+from prober.judge import Observable, Observation, Rule, degraded_if, unhealthy_if
 from prober.models import ReadableFile, TargetBase
 from prober.probes import _aiohttp, _http1
 from prober.probes._context import ProbeContext
+from prober.probes._kit import Run
 from prober.probes._tls import cert_facts, unverified_cert_facts
-from prober.status import Reason, Result, State, degraded, ok, unhealthy
+from prober.status import Reason, State
 
 MAX_BODY = 1 << 20  # 1 MiB
 MAX_REDIRECTS = 10
@@ -66,6 +68,9 @@ class HttpTarget(TargetBase):
     body_contains: str | None = None
     body_status_field: str | None = None
 
+    def where(self) -> str:
+        return self.url
+
 
 def _headers(target: HttpTarget) -> dict[str, str]:
     headers = {name: value.get_secret_value() for name, value in target.headers.items()}
@@ -74,18 +79,26 @@ def _headers(target: HttpTarget) -> dict[str, str]:
     return headers
 
 
-async def _add_unverified_cert(failure: ProbeFailure, target: HttpTarget, ctx: ProbeContext) -> None:
-    """A failed handshake still reports the certificate's expiry (read without verification)."""
-    url = URL(target.url)
-    host = url.raw_host or ""
-    facts = await unverified_cert_facts(host, url.port or 443, host, ctx.ssl_context(verify=False), target.timeout / 2)
-    if facts is not None:
-        failure.details = {"certificate": facts}
-        failure.gauges = {"tls_cert_not_after_timestamp_seconds": facts["not_after_timestamp"]}
+MODEL = HttpTarget
+
+OBSERVES: dict[str, Observable] = {
+    "status_code": Observable("int", "the final response's status code"),
+    "headers": Observable("map", "the final response's headers, names in lower case", shown=False),
+    "body": Observable(
+        "dyn",
+        "the body: the parsed JSON when it is JSON, else the text (read when body_status_field or a "
+        "condition needs it)",
+        shown=False,
+    ),
+    "certificate": Observable("map", "https: the server certificate's facts (days_left, not_after, issuer, ...)"),
+}
+
+_MISSING = object()
 
 
 def _field(document: Any, path: str) -> Any:
-    """The value at a dotted path (``info.database.status``, ``checks.0.status``) in a JSON document."""
+    """The value at a dotted path (``info.database.status``, ``checks.0.status``) in a JSON document, or
+    ``_MISSING``."""
     value = document
     for step in path.split("."):
         if isinstance(value, dict) and step in value:
@@ -93,7 +106,7 @@ def _field(document: Any, path: str) -> Any:
         elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
             value = value[int(step)]
         else:
-            raise ProbeFailure(Reason.ASSERTION, f"field {path!r} not found in the response body")
+            return _MISSING
     return value
 
 
@@ -106,51 +119,101 @@ def _body_state(value: Any) -> State:
     return State.DEGRADED if word in DEGRADED_WORDS else State.UNHEALTHY
 
 
-def _status_value(target: HttpTarget, body: bytes) -> Any:
-    assert target.body_status_field is not None
+def _expected(target: HttpTarget, status: int) -> bool:
+    return status in target.expect_status if target.expect_status else 200 <= status < 400
+
+
+def _status_field(target: HttpTarget, values: Mapping[str, Any]) -> Any:
+    """The value of ``body_status_field`` in a JSON body; ``_MISSING`` if there is none (or no JSON)."""
+    if target.body_status_field is None or not values.get("_json", False):
+        return _MISSING
+    return _field(values["body"], target.body_status_field)
+
+
+def _said(target: HttpTarget, values: Mapping[str, Any]) -> str:
+    return f"HTTP {values['status_code']}, {target.body_status_field}={shorten(str(_status_field(target, values)), 60)}"
+
+
+def _unexpected_status(target: HttpTarget, values: Mapping[str, Any]) -> str | None:
+    status = values["status_code"]
+    if _expected(target, status):
+        return None
+    wanted = ", ".join(map(str, target.expect_status)) if target.expect_status else "2xx/3xx"
+    field_value = _status_field(target, values)
+    said = f", {target.body_status_field}={shorten(str(field_value), 60)}" if field_value is not _MISSING else ""
+    return f"HTTP {status}{said} (expected {wanted})"
+
+
+def _not_json(target: HttpTarget, values: Mapping[str, Any]) -> str | None:
+    if target.body_status_field is None or values.get("_json", False):
+        return None
+    return "response body is not valid JSON"
+
+
+def _field_missing(target: HttpTarget, values: Mapping[str, Any]) -> str | None:
+    if target.body_status_field is None or _status_field(target, values) is not _MISSING:
+        return None
+    return f"field {target.body_status_field!r} not found in the response body"
+
+
+def _body_lacks(target: HttpTarget, values: Mapping[str, Any]) -> str | None:
+    if target.body_contains is None or target.body_contains.encode() in values["_raw_body"]:
+        return None
+    return f"body does not contain {target.body_contains!r}"
+
+
+def _reports(state: State) -> Callable[[HttpTarget, Mapping[str, Any]], str | None]:
+    """The application's own word for itself (``body_status_field``) means ``state``."""
+
+    def check(target: HttpTarget, values: Mapping[str, Any]) -> str | None:
+        field_value = _status_field(target, values)
+        if field_value is _MISSING or _body_state(field_value) is not state:
+            return None
+        said = _said(target, values)
+        return f"{said}: the application reports itself degraded" if state is State.DEGRADED else said
+
+    return check
+
+
+RULES: tuple[Rule, ...] = (
+    unhealthy_if(_unexpected_status),
+    unhealthy_if(_not_json, Reason.PROTOCOL),
+    unhealthy_if(_field_missing),
+    unhealthy_if(_body_lacks),
+    unhealthy_if(_reports(State.UNHEALTHY)),
+    degraded_if(_reports(State.DEGRADED)),
+)
+
+
+WORDS: tuple[Words, ...] = ()  # no driver words to read: exception types say it all
+
+
+def classify(exc: BaseException) -> ProbeFailure | None:
+    return _aiohttp.classify(exc)
+
+
+async def _add_unverified_cert(failure: ProbeFailure, url: URL, run: Run, ctx: ProbeContext) -> None:
+    """A failed handshake still reports the certificate's expiry (read without verification)."""
+    host = url.raw_host or ""
+    facts = await unverified_cert_facts(host, url.port or 443, host, ctx.ssl_context(verify=False), run.left())
+    if facts is not None:
+        failure.details = {"certificate": facts}
+        failure.gauges = {"tls_cert_not_after_timestamp_seconds": facts["not_after_timestamp"]}
+
+
+def _read_body(raw: bytes) -> tuple[Any, bool]:
+    """The body as the conditions see it: (parsed JSON, True), or (the text, False)."""
     try:
-        document = json.loads(body)
+        return json.loads(raw), True
     except (ValueError, RecursionError):
-        raise ProbeFailure(Reason.PROTOCOL, "response body is not valid JSON") from None
-    return _field(document, target.body_status_field)
+        return raw.decode("utf-8", "replace"), False
 
 
-def _short(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _judge(target: HttpTarget, status: int, body: bytes) -> Result:
-    expected = status in target.expect_status if target.expect_status else 200 <= status < 400
-    field_value: Any = None
-    if target.body_status_field is not None:
-        try:
-            field_value = _status_value(target, body)
-        except ProbeFailure:
-            if expected:
-                raise
-    if not expected:
-        wanted = ", ".join(map(str, target.expect_status)) if target.expect_status else "2xx/3xx"
-        said = f", {target.body_status_field}={_short(field_value)}" if field_value is not None else ""
-        return unhealthy(Reason.ASSERTION, f"HTTP {status}{said} (expected {wanted})")
-    if target.body_contains is not None and target.body_contains.encode() not in body:
-        return unhealthy(Reason.ASSERTION, f"body does not contain {target.body_contains!r}")
-    if target.body_status_field is None:
-        return ok(f"HTTP {status}")
-    state = _body_state(field_value)
-    said = f"HTTP {status}, {target.body_status_field}={_short(field_value)}"
-    if state is State.OK:
-        return ok(said)
-    if state is State.DEGRADED:
-        return degraded(f"{said}: the application reports itself degraded")
-    return unhealthy(Reason.ASSERTION, said)
-
-
-async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
+async def probe(target: HttpTarget, ctx: ProbeContext) -> Observation:
     url = URL(target.url)
-    started = time.perf_counter()
+    run = ctx.begin(target)
     try:
-        with driver_errors(_aiohttp.classify):
+        with driver_errors(classify):
             answer = await _http1.fetch(
                 url,
                 target.method,
@@ -162,14 +225,16 @@ async def probe(target: HttpTarget, ctx: ProbeContext) -> Result:
             )
     except ProbeFailure as failure:
         if url.scheme == "https" and failure.reason is Reason.TLS:
-            await _add_unverified_cert(failure, target, ctx)
+            await _add_unverified_cert(failure, url, run, ctx)
         raise
-    certificate = cert_facts(answer.peer_cert) if answer.peer_cert else None  # parsed outside the timed part
-    result = _judge(target, answer.status, answer.body)
-    result.latency = answer.end - started
-    result.phases = answer.phases
-    result.details["status_code"] = answer.status
-    if certificate is not None:
-        result.details["certificate"] = certificate
-        result.gauges["tls_cert_not_after_timestamp_seconds"] = certificate["not_after_timestamp"]
-    return result
+    values: dict[str, Any] = {"status_code": answer.status, "headers": answer.headers, "_raw_body": answer.body}
+    gauges: dict[str, float] = {}
+    if answer.peer_cert:  # parsed outside the timed part
+        values["certificate"] = certificate = cert_facts(answer.peer_cert)
+        gauges["tls_cert_not_after_timestamp_seconds"] = certificate["not_after_timestamp"]
+    if target.body_status_field is not None:
+        values["body"], values["_json"] = _read_body(answer.body)
+    summary = f"HTTP {answer.status}"
+    if _status_field(target, values) is not _MISSING:
+        summary = _said(target, values)
+    return Observation(values, summary, latency=answer.end - run.started, phases=answer.phases, gauges=gauges)

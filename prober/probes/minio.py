@@ -22,10 +22,12 @@ minio-py and urllib3 are imported on first use, so a config without minio target
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
+import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
@@ -34,11 +36,12 @@ from xml.etree.ElementTree import ParseError
 
 from pydantic import AfterValidator, SecretStr, model_validator
 
-from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.errors import ProbeFailure, Words, classify_os_error, describe, driver_errors, said, shorten
+from prober.judge import Observable, Observation, Rule, degraded_if, unhealthy_if
 from prober.models import ReadableFile, TargetBase
 from prober.probes import _aiohttp
 from prober.probes._context import ProbeContext
-from prober.status import Reason, Result, degraded, ok
+from prober.status import Reason
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -115,6 +118,12 @@ class MinioTarget(TargetBase):
             raise ValueError("with health_endpoints: false, set a bucket or keys: there is nothing else to check")
         return self
 
+    def where(self) -> str:
+        return self.endpoint + (f"/{self.bucket}" if self.bucket else "")
+
+
+MODEL = MinioTarget
+
 
 # --- one place for every driver exception -----------------------------------------------------
 
@@ -135,7 +144,7 @@ def _classify_urllib3(exc: HTTPError) -> ProbeFailure:
     )
 
     if isinstance(exc, MaxRetryError) and exc.reason is not None:  # only when a Retry object is in play
-        return _classify(exc.reason) or ProbeFailure(Reason.PROTOCOL, describe(exc.reason))
+        return classify(exc.reason) or ProbeFailure(Reason.PROTOCOL, describe(exc.reason))
     if isinstance(exc, NameResolutionError):  # before NewConnectionError, its base
         cause = _cause(exc)
         return ProbeFailure(Reason.DNS, f"name resolution failed: {describe(cause) if cause else describe(exc)}")
@@ -153,9 +162,9 @@ def _classify_urllib3(exc: HTTPError) -> ProbeFailure:
         return found or ProbeFailure(Reason.TLS, f"TLS error: {describe(exc)}")
     if isinstance(exc, ProtocolError):
         inner = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], BaseException) else None
-        if type(inner).__name__ == "RemoteDisconnected":
+        if isinstance(inner, http.client.RemoteDisconnected):  # before BadStatusLine, its base
             return ProbeFailure(Reason.PROTOCOL, "server closed the connection without an answer")
-        if type(inner).__name__ in ("BadStatusLine", "LineTooLong", "UnknownProtocol"):
+        if isinstance(inner, http.client.BadStatusLine | http.client.LineTooLong | http.client.UnknownProtocol):
             return ProbeFailure(Reason.PROTOCOL, "invalid HTTP response (not an S3 server?)")
         return ProbeFailure(Reason.PROTOCOL, f"connection broken: {describe(inner or exc)}")
     return ProbeFailure(Reason.PROTOCOL, f"HTTP error: {describe(exc)}")
@@ -173,7 +182,15 @@ def _classify_s3(exc: S3Error) -> ProbeFailure:
     return ProbeFailure(Reason.PROTOCOL, f"S3 error {said}", details)
 
 
-def _classify(exc: BaseException) -> ProbeFailure | None:
+# minio-py's XML reader raises a bare ValueError for a document without the element it looks for.
+WORDS: tuple[Words, ...] = (
+    Words(
+        "xml_element", re.compile(r"^XML element <[^>]*> not found"), "minio 7.2.20", "XML element <Bucket> not found"
+    ),
+)
+
+
+def classify(exc: BaseException) -> ProbeFailure | None:
     """minio-py, urllib3 and aiohttp exceptions -> the fixed reasons."""
     from minio.error import InvalidResponseError, S3Error, ServerError
     from urllib3.exceptions import HTTPError
@@ -183,10 +200,10 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
     if isinstance(exc, ServerError):
         return ProbeFailure(Reason.PROTOCOL, f"S3 server error: HTTP {exc.status_code}")
     if isinstance(exc, InvalidResponseError):
-        return ProbeFailure(Reason.PROTOCOL, f"not an S3 answer: {describe(exc)[:160]}")
+        return ProbeFailure(Reason.PROTOCOL, f"not an S3 answer: {shorten(str(exc), 160)}")
     if isinstance(exc, ParseError):
         return ProbeFailure(Reason.PROTOCOL, "not an S3 answer: the response is not valid XML")
-    if isinstance(exc, ValueError) and str(exc).startswith("XML element"):  # minio-py's XML reader
+    if isinstance(exc, ValueError) and said(WORDS, str(exc)) == "xml_element":
         return ProbeFailure(Reason.PROTOCOL, f"not an S3 answer: {describe(exc)}")
     if isinstance(exc, HTTPError):
         return _classify_urllib3(exc)
@@ -202,13 +219,6 @@ def _int_header(headers: Any, name: str) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
-
-
-@dataclass(slots=True)
-class _Health:
-    details: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)  # degraded findings
-    write_quorum: bool = True
 
 
 async def _get(ctx: ProbeContext, target: MinioTarget, path: str) -> tuple[int, Any]:
@@ -232,10 +242,11 @@ def _note_headers(details: dict[str, Any], headers: Any) -> None:
         details["server_status"] = status[:64]
 
 
-async def _check_health(target: MinioTarget, ctx: ProbeContext) -> _Health:
-    health = _Health()
-    details = health.details
-    with driver_errors(_classify):
+async def _check_health(target: MinioTarget, ctx: ProbeContext) -> dict[str, Any]:
+    """What the health endpoints say. Raises when the server is not live or has no read quorum (the
+    run cannot go on); a lost write quorum or healing drives are the rules' business."""
+    details: dict[str, Any] = {}
+    with driver_errors(classify):
         live, headers = await _get(ctx, target, LIVE)
     details["live_status"] = live
     if server := headers.get("Server"):
@@ -244,28 +255,59 @@ async def _check_health(target: MinioTarget, ctx: ProbeContext) -> _Health:
     if live != 200:
         hint = " (not MinIO? set health_endpoints: false)" if live == 404 else ""
         raise ProbeFailure(Reason.ASSERTION, f"{LIVE} answered HTTP {live}{hint}", {"health": details})
-    with driver_errors(_classify):
+    with driver_errors(classify):
         cluster, headers = await _get(ctx, target, CLUSTER)
     details["cluster_status"] = cluster
     _note_headers(details, headers)
     if cluster != 200:
-        health.write_quorum = False
-        with driver_errors(_classify):
+        with driver_errors(classify):
             read, headers = await _get(ctx, target, CLUSTER_READ)
         details["cluster_read_status"] = read
         _note_headers(details, headers)
-        status = f", server status {details['server_status']}" if "server_status" in details else ""
         if read != 200:
             raise ProbeFailure(
                 Reason.ASSERTION,
-                f"no read quorum: {CLUSTER_READ} answered HTTP {read}{status}",
+                f"no read quorum: {CLUSTER_READ} answered HTTP {read}{_server_status(details)}",
                 {"health": details},
             )
-        health.problems.append(f"no write quorum ({CLUSTER} answered HTTP {cluster}{status})")
-    healing = details.get("healing_drives", 0)
-    if healing > 0:
-        health.problems.append(f"{healing} drive{'s' if healing != 1 else ''} healing")
-    return health
+    return details
+
+
+def _server_status(health: Mapping[str, Any]) -> str:
+    return f", server status {health['server_status']}" if "server_status" in health else ""
+
+
+def _no_write_quorum(_target: MinioTarget, values: Mapping[str, Any]) -> str | None:
+    health = values.get("health")
+    if health is None or health["cluster_status"] == 200:
+        return None
+    return f"no write quorum ({CLUSTER} answered HTTP {health['cluster_status']}{_server_status(health)})"
+
+
+def _healing(_target: MinioTarget, values: Mapping[str, Any]) -> str | None:
+    healing = values.get("health", {}).get("healing_drives", 0)
+    return f"{healing} drive{'s' if healing != 1 else ''} healing" if healing > 0 else None
+
+
+def _canary_differs(_target: MinioTarget, values: Mapping[str, Any]) -> str | None:
+    return "canary object read back differs from what was written" if values.get("_canary_mismatch") else None
+
+
+RULES: tuple[Rule, ...] = (unhealthy_if(_canary_differs), degraded_if(_no_write_quorum), degraded_if(_healing))
+
+OBSERVES: dict[str, Observable] = {
+    "health": Observable(
+        "map",
+        "what the health endpoints said: live_status, cluster_status, cluster_read_status, write_quorum, "
+        "read_quorum, healing_drives, storage_class_defaults, server_status, server",
+    ),
+    "bucket": Observable("string", "the bucket listed"),
+    "buckets_visible": Observable("int", "without a bucket: how many buckets the keys list (null: not allowed)"),
+    "canary_object": Observable("string", "the canary object's key"),
+    "canary_bytes": Observable("int", "the canary object's size"),
+    "canary": Observable("string", "why the canary round trip was skipped"),
+    "note": Observable("string", "what the run could not see"),
+}
 
 
 # --- S3 through minio-py, in a worker thread ---------------------------------------------------
@@ -386,53 +428,38 @@ def _list_buckets(client: Minio) -> Callable[[], int | None]:
     return call
 
 
-def _s3_budget(target: MinioTarget, started: float) -> float:
-    """The worker's deadline: a little before the runner's, so a silent peer reads as our own timeout."""
-    return started + max(target.timeout - 0.25, target.timeout * 0.8)
-
-
 # --- the probe ---------------------------------------------------------------------------------
 
 
-async def probe(target: MinioTarget, ctx: ProbeContext) -> Result:
-    started = time.monotonic()
-    begin = time.perf_counter()
-    deadline = _s3_budget(target, started)
-    phases: dict[str, float] = {}
-    details: dict[str, Any] = {}
-    problems: list[str] = []
+async def probe(target: MinioTarget, ctx: ProbeContext) -> Observation:
+    run = ctx.begin(target)
+    values: dict[str, Any] = {}
     said: list[str] = []
     write_quorum = True
     if target.health_endpoints:
-        health = await _check_health(target, ctx)
-        phases["health"] = time.perf_counter() - begin
-        details["health"] = health.details
-        problems += health.problems
-        write_quorum = health.write_quorum
-        if not health.problems:
-            quorum = health.details.get("write_quorum")
-            said.append("cluster healthy" + (f" (write quorum {quorum})" if quorum is not None else ""))
+        with run.phase("health"):
+            health = values["health"] = await _check_health(target, ctx)
+        write_quorum = health["cluster_status"] == 200
+        quorum = health.get("write_quorum")
+        said.append("cluster healthy" + (f" (write quorum {quorum})" if quorum is not None else ""))
     if target.bucket is not None or target.access_key is not None:
         canary = target.canary_object and write_quorum
         if target.canary_object and not write_quorum:
-            details["canary"] = "skipped: no write quorum"
+            values["canary"] = "skipped: no write quorum"
+        deadline = time.monotonic() + run.left()  # the worker thread's: it ends when the run does
         try:
-            with driver_errors(_classify):
+            with driver_errors(classify):
                 outcome: _S3Outcome = await ctx.run_blocking(_s3_work, target, deadline, canary)
         except ProbeFailure as failure:  # keep what the health endpoints said
-            failure.details = {**details, **failure.details}
+            failure.details = {**values, **failure.details}
             raise
-        phases.update(outcome.phases)
-        details.update(outcome.details)
-        if outcome.canary_mismatch:
-            raise ProbeFailure(Reason.ASSERTION, "canary object read back differs from what was written", details)
+        run.phases.update(outcome.phases)
+        values.update(outcome.details)
+        values["_canary_mismatch"] = outcome.canary_mismatch
         if target.bucket is None:
             said.append("keys accepted")
             if outcome.details.get("buckets_visible") is None:
-                details["note"] = "the key may not list buckets (AccessDenied); its signature was accepted"
+                values["note"] = "the key may not list buckets (AccessDenied); its signature was accepted"
         else:
             said.append(f"bucket {target.bucket!r} readable" + (", canary round trip ok" if canary else ""))
-    latency = time.perf_counter() - begin
-    if problems:
-        return degraded("; ".join(problems), details=details, phases=phases, latency=latency)
-    return ok("; ".join(said), details=details, phases=phases, latency=latency)
+    return Observation(values, "; ".join(said), latency=run.elapsed(), phases=run.phases)

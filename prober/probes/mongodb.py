@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -36,10 +37,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import AfterValidator, SecretStr, model_validator
 
-from prober.errors import ProbeFailure, describe, driver_errors
+from prober.errors import ProbeFailure, Words, describe, driver_errors
+from prober.errors import said as said_case
+from prober.judge import Observable, Observation, Rule, degraded_if, unhealthy_if
 from prober.models import Duration, ReadableFile, TargetBase, format_duration
 from prober.probes._context import ProbeContext
-from prober.status import Reason, Result, degraded, ok, unhealthy
+from prober.status import Reason
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
@@ -60,7 +63,6 @@ if TYPE_CHECKING:
     from pymongo.read_preferences import _ServerMode
     from pymongo.topology_description import TopologyDescription
 
-BUDGET_SHARE = 0.9  # of the target's timeout, for the whole run; the rest is left for close()
 POLL_INTERVAL = 0.025  # seconds between looks at the topology while the first command waits
 CLOSE_BUDGET = 0.5  # seconds for endSessions on close(); errors there are ignored by pymongo
 BAD_MEMBER_STATES = frozenset({"RECOVERING", "DOWN", "ROLLBACK", "UNKNOWN"})
@@ -118,41 +120,65 @@ class MongodbTarget(TargetBase):
             raise ValueError("password is set but the URI names no user (mongodb://USER@host/...)")
         return self
 
+    def where(self) -> str:
+        return self.uri
+
+
+MODEL = MongodbTarget
+
 
 # --- pymongo's exceptions -> the fixed reasons ------------------------------------------------
 
-# The monitor's errors reach us as "host:port: <socket error> (configured timeouts: ...)", their cause removed.
-_MESSAGE_REASONS: tuple[tuple[re.Pattern[str], Reason, str, bool], ...] = (
-    (re.compile(r"Connection refused|\[Errno 111\]"), Reason.REFUSED, "connection refused", False),
-    (
+# pymongo's monitor strips its errors of their cause (monitor._sanitize): "host:port: <socket error>
+# (configured timeouts: ...)". Only the words tell refused, dns, timeout, tls and closed apart.
+_SEEN = "pymongo 4.20.1"
+WORDS: tuple[Words, ...] = (
+    Words("refused", re.compile(r"Connection refused|\[Errno 111\]"), _SEEN, "[Errno 111] Connection refused"),
+    Words(
+        "dns",
         re.compile(
             r"Name or service not known|nodename nor servname|Temporary failure in name resolution|"
             r"No address associated with hostname|getaddrinfo failed|\[Errno -[235]\]"
         ),
-        Reason.DNS,
-        "name resolution failed",
-        True,
+        _SEEN,
+        "[Errno -2] Name or service not known",
     ),
-    (re.compile(r"timed out"), Reason.TIMEOUT, "timed out", False),
-    (
+    Words("timeout", re.compile(r"timed out"), _SEEN, "timed out"),
+    Words(
+        "tls",
         re.compile(r"CERTIFICATE_VERIFY_FAILED|\bSSL\b|\bTLS\b|certificate", re.IGNORECASE),
-        Reason.TLS,
-        "TLS error",
-        True,
+        _SEEN,
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate "
+        "(_ssl.c:1006)",
     ),
-    (
+    Words(
+        "closed",
         re.compile(r"connection (is )?(already )?closed|Connection reset|Broken pipe|EOF occurred", re.IGNORECASE),
-        Reason.PROTOCOL,
-        "connection closed by the server",
-        False,
+        _SEEN,
+        "connection closed",
     ),
-    (
+    Words(
+        "unreachable",
         re.compile(r"No route to host|Network is unreachable|\[Errno 11[03]\]"),
-        Reason.REFUSED,
-        "host unreachable",
-        False,
+        _SEEN,
+        "[Errno 113] No route to host",
+    ),
+    Words(
+        "srv_dns",
+        re.compile(r"DNS|nameserver|resolution lifetime|SRV|TXT record"),
+        _SEEN,
+        "The DNS query name does not exist: _mongodb._tcp.cluster0.example.net.",
     ),
 )
+# case -> (reason, summary, whether the driver's words follow the summary)
+_SOCKET_CASES: dict[str, tuple[Reason, str, bool]] = {
+    "refused": (Reason.REFUSED, "connection refused", False),
+    "dns": (Reason.DNS, "name resolution failed", True),
+    "timeout": (Reason.TIMEOUT, "timed out", False),
+    "tls": (Reason.TLS, "TLS error", True),
+    "closed": (Reason.PROTOCOL, "connection closed by the server", False),
+    "unreachable": (Reason.REFUSED, "host unreachable", False),
+}
 _TIMEOUT_DETAILS = re.compile(r"\s*\(configured timeouts:[^)]*\)")
 _ADDRESS = re.compile(r"^(?P<address>\[?[\w.:%-]+\]?:\d+): (?P<said>.*)$")
 
@@ -163,15 +189,16 @@ def _server_error(exc: BaseException) -> ProbeFailure:
 
     text = _TIMEOUT_DETAILS.sub("", describe(exc))
     match = _ADDRESS.match(text)
-    where, said = (f"{match['address']}: ", match["said"]) if match else ("", text)
+    where, text_said = (f"{match['address']}: ", match["said"]) if match else ("", text)
     if isinstance(exc, ProtocolError):
-        return ProbeFailure(Reason.PROTOCOL, f"{where}not a MongoDB answer ({said})")
+        return ProbeFailure(Reason.PROTOCOL, f"{where}not a MongoDB answer ({text_said})")
     if getattr(exc, "timeout", False):
         return ProbeFailure(Reason.TIMEOUT, f"{where}timed out")
-    for pattern, reason, summary, with_detail in _MESSAGE_REASONS:
-        if pattern.search(said):
-            return ProbeFailure(reason, f"{where}{summary} ({said})" if with_detail else f"{where}{summary}")
-    return ProbeFailure(Reason.PROTOCOL, f"{where}{said}")
+    case = said_case(WORDS, text_said, _SOCKET_CASES)
+    if case is not None:
+        reason, summary, with_detail = _SOCKET_CASES[case]
+        return ProbeFailure(reason, f"{where}{summary} ({text_said})" if with_detail else f"{where}{summary}")
+    return ProbeFailure(Reason.PROTOCOL, f"{where}{text_said}")
 
 
 class _Unreachable(Exception):
@@ -182,7 +209,7 @@ class _Unreachable(Exception):
         self.errors = errors
 
 
-def _classify(exc: BaseException) -> ProbeFailure | None:
+def classify(exc: BaseException) -> ProbeFailure | None:
     """pymongo's exceptions -> the fixed reasons."""
     from pymongo.errors import (
         AutoReconnect,
@@ -226,7 +253,7 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
         return ProbeFailure(Reason.TIMEOUT, f"timed out: {describe(exc)}")
     if isinstance(exc, ConfigurationError):
         text = describe(exc)
-        if re.search(r"DNS|nameserver|resolution lifetime|SRV|TXT record", text):
+        if said_case(WORDS, text, ("srv_dns",)):
             return ProbeFailure(Reason.DNS, f"SRV lookup failed: {text}")
         # e.g. a server whose wire version this pymongo does not speak
         return ProbeFailure(Reason.PROTOCOL, text)
@@ -406,68 +433,108 @@ def _members(status: dict[str, Any]) -> tuple[list[dict[str, Any]], float | None
     return summary, worst_lag
 
 
-def _judge(target: MongodbTarget, hello: dict[str, Any], status: dict[str, Any] | None, note: str | None) -> Result:
+def _observe(hello: dict[str, Any], status: dict[str, Any] | None, note: str | None) -> Observation:
     role = _role(hello)
     set_name = hello.get("setName")
-    details: dict[str, Any] = {"role": role}
+    values: dict[str, Any] = {"role": role}
     if hello.get("me"):
-        details["member"] = str(hello["me"])
+        values["member"] = str(hello["me"])
     if set_name:
-        details["set_name"] = str(set_name)
+        values["set_name"] = str(set_name)
         if hello.get("primary"):
-            details["primary"] = str(hello["primary"])
+            values["primary"] = str(hello["primary"])
     gauges: dict[str, float] = {}
-    lag: float | None = None
-    members: list[dict[str, Any]] = []
     if status is not None:
         members, lag = _members(status)
-        details["members"] = members
+        values["members"] = members
         if lag is not None:
-            details["replication_lag_seconds"] = round(lag, 3)
+            values["replication_lag_seconds"] = round(lag, 3)
             gauges["replication_lag_seconds"] = lag
     elif set_name:
-        details["members"] = [{"name": str(h)} for h in hello.get("hosts", [])]
+        values["members"] = [{"name": str(h)} for h in hello.get("hosts", [])]
     if note:
-        details["replication_status"] = note
-    common: dict[str, Any] = {"details": details, "gauges": gauges}
+        values["replication_status"] = note
     where = f"{role} of {set_name}" if set_name else role
-    if set_name and role != "primary" and not hello.get("primary"):
-        return unhealthy(Reason.ASSERTION, f"replica set {set_name} has no writable primary", **common)
+    known = values.get("members", []) if status is not None else []
+    healthy = f", {len(known)} members healthy" if known else ""
+    return Observation(values, f"{where}{healthy}", context=where, gauges=gauges)
+
+
+def _where(values: Mapping[str, Any]) -> str:
+    return f"{values['role']} of {values['set_name']}" if "set_name" in values else values["role"]
+
+
+def _no_primary(_target: MongodbTarget, values: Mapping[str, Any]) -> str | None:
+    if "set_name" not in values or values["role"] == "primary" or "primary" in values:
+        return None
+    return f"replica set {values['set_name']} has no writable primary"
+
+
+def _wrong_role(target: MongodbTarget, values: Mapping[str, Any]) -> str | None:
+    role = values["role"]
     wanted = {"primary": role in ("primary", "standalone", "mongos"), "secondary": role == "secondary"}
-    if not wanted.get(target.role, True):
-        return unhealthy(Reason.ASSERTION, f"expected a {target.role}, the server is {where}", **common)
+    if wanted.get(target.role, True):
+        return None
+    return f"expected a {target.role}, the server is {_where(values)}"
+
+
+def _bad_members(_target: MongodbTarget, values: Mapping[str, Any]) -> str | None:
     problems = [
         f"member {m['name']} is {m['state']}"
         if m["state"] in BAD_MEMBER_STATES
         else f"member {m['name']} is unhealthy ({m['state']}, health {m['health']})"
-        for m in members
-        if m["state"] in BAD_MEMBER_STATES or m.get("health", 1) != 1
+        for m in values.get("members", [])
+        if "state" in m and (m["state"] in BAD_MEMBER_STATES or m.get("health", 1) != 1)
     ]
-    problems += [
+    return "; ".join(problems) or None
+
+
+def _lagging(target: MongodbTarget, values: Mapping[str, Any]) -> str | None:
+    problems = [
         f"secondary {m['name']} lags {m['lag_seconds']:g}s (limit {format_duration(target.max_replication_lag)})"
-        for m in members
+        for m in values.get("members", [])
         if m.get("lag_seconds", 0) > target.max_replication_lag
     ]
-    if role == "other" and not problems:
-        problems.append("the member is neither primary nor secondary (starting up or recovering)")
-    if problems:
-        return degraded(f"{where}: " + "; ".join(problems), **common)
-    healthy = f", {len(members)} members healthy" if members else ""
-    return ok(f"{where}{healthy}", **common)
+    return "; ".join(problems) or None
 
 
-async def probe(target: MongodbTarget, ctx: ProbeContext) -> Result:
+def _in_between(target: MongodbTarget, values: Mapping[str, Any]) -> str | None:
+    if values["role"] != "other" or _bad_members(target, values) or _lagging(target, values):
+        return None
+    return "the member is neither primary nor secondary (starting up or recovering)"
+
+
+RULES: tuple[Rule, ...] = (
+    unhealthy_if(_no_primary),
+    unhealthy_if(_wrong_role),
+    degraded_if(_bad_members),
+    degraded_if(_lagging),
+    degraded_if(_in_between),
+)
+
+OBSERVES: dict[str, Observable] = {
+    "role": Observable("string", "primary, secondary, arbiter, standalone, mongos or other"),
+    "member": Observable("string", "the member's own host:port (hello.me)"),
+    "set_name": Observable("string", "the replica set's name"),
+    "primary": Observable("string", "the primary's host:port, as the member sees it"),
+    "members": Observable("list", "per member: name, state, health, lag_seconds (replSetGetStatus)"),
+    "replication_lag_seconds": Observable("double", "the largest secondary lag behind the primary"),
+    "replication_status": Observable("string", "why member states are unknown (replSetGetStatus refused)"),
+    "version": Observable("string", "the server version (buildInfo)"),
+}
+
+
+async def probe(target: MongodbTarget, ctx: ProbeContext) -> Observation:
     import pymongo
     from pymongo import ReadPreference
 
-    budget = target.timeout * BUDGET_SHARE
+    run = ctx.begin(target)
     mode = ReadPreference.SECONDARY_PREFERRED if target.role == "secondary" else ReadPreference.PRIMARY_PREFERRED
     watch = _new_watch()
-    started = time.perf_counter()
     client: AsyncMongoClient[dict[str, Any]] | None = None
     try:
-        with driver_errors(_classify), pymongo.timeout(budget):
-            client = _client(target, watch, budget)
+        with driver_errors(classify), pymongo.timeout(run.budget):
+            client = _client(target, watch, run.budget)
             await _first_command(client, mode)
             connected = watch.ready_at or time.perf_counter()
             hello = await client.admin.command("hello", read_preference=mode)
@@ -483,14 +550,14 @@ async def probe(target: MongodbTarget, ctx: ProbeContext) -> Result:
         end = time.perf_counter()
     finally:
         if client is not None:
-            with pymongo.timeout(CLOSE_BUDGET):
+            with pymongo.timeout(max(0.01, min(CLOSE_BUDGET, target.timeout - run.elapsed() - 0.05))):
                 await client.close()
-    result = _judge(target, hello, status, note)
+    observed = _observe(hello, status, note)
     version = str(build.get("version")) if build and build.get("version") else None
     if version:
-        result.details = {"version": version, **result.details}
-        result.info["version"] = version
-    result.info["role"] = result.details["role"]
-    result.latency = end - started
-    result.phases = {"connect": connected - started, "query": end - connected}
-    return result
+        observed.values = {"version": version, **observed.values}
+        observed.info["version"] = version
+    observed.info["role"] = observed.values["role"]
+    observed.latency = end - run.started
+    observed.phases = {"connect": connected - run.started, "query": end - connected}
+    return observed

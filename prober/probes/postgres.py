@@ -16,20 +16,20 @@ asyncpg is imported on first use, so a config without postgres targets does not 
 
 from __future__ import annotations
 
-import asyncio
+import re
 import ssl
-import time
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, Field, SecretStr
 
-from prober.errors import ProbeFailure, describe, driver_errors
+from prober.errors import ProbeFailure, Words, describe, driver_errors, said
+from prober.judge import Observable, Observation, Rule, above, degraded_if, unhealthy_if
 from prober.models import Duration, ReadableFile, TargetBase, format_duration
 from prober.probes._context import ProbeContext
-from prober.redact import MASK
-from prober.status import Reason, Result, degraded, ok, unhealthy
+from prober.status import Reason
 
 if TYPE_CHECKING:
     import asyncpg
@@ -143,6 +143,12 @@ class PostgresTarget(TargetBase):
     def sslmode(self) -> str:
         return dict(parse_qsl(urlsplit(self.dsn).query)).get("sslmode", DEFAULT_SSLMODE)
 
+    def where(self) -> str:
+        return self.dsn
+
+
+MODEL = PostgresTarget
+
 
 def _driver_dsn(dsn: str) -> str:
     """The DSN without the libpq client options asyncpg would pass on to the server as settings."""
@@ -184,7 +190,31 @@ def _server_text(exc: BaseException) -> str:
     return describe(exc)
 
 
-def _classify(exc: BaseException, *, tls_required: bool = False) -> ProbeFailure | None:
+# asyncpg raises a bare ConnectionError for three answers to its SSLRequest; only the words differ.
+WORDS: tuple[Words, ...] = (
+    Words(
+        "ssl_rejected",
+        re.compile(r"rejected SSL upgrade"),
+        "asyncpg 0.32.0",
+        'PostgreSQL server at "127.0.0.1:5432" rejected SSL upgrade',
+    ),
+    Words(
+        "hung_up",
+        re.compile(r"unexpected connection_lost\(\) call"),
+        "asyncpg 0.32.0",
+        "unexpected connection_lost() call",
+    ),
+    Words(
+        "ssl_error",
+        re.compile(r"error response during SSL exchange"),
+        "asyncpg 0.32.0",
+        'PostgreSQL server at "127.0.0.1:5432": server sent an error response during SSL exchange; check the '
+        "server logs for details",
+    ),
+)
+
+
+def classify(exc: BaseException, *, tls_required: bool = False) -> ProbeFailure | None:
     """asyncpg's exceptions -> the fixed reasons. Socket, TLS and timeout errors are left to the
     shared mapping; anything unknown the driver raises becomes ``protocol``."""
     import asyncpg
@@ -211,14 +241,14 @@ def _classify(exc: BaseException, *, tls_required: bool = False) -> ProbeFailure
         # The server answered with an error (disk full, out of memory, read-only, ...).
         return ProbeFailure(Reason.ASSERTION, f"server error {exc.sqlstate}: {text}", details)
     if type(exc) is ConnectionError:  # asyncpg's own: the answer to its SSLRequest, or a lost connection
-        text = str(exc)
-        if "rejected SSL upgrade" in text:
+        case = said(WORDS, str(exc))
+        if case == "ssl_rejected":
             if tls_required:
                 return ProbeFailure(Reason.TLS, "server did not accept TLS (not enabled there, or not PostgreSQL)")
             return ProbeFailure(Reason.PROTOCOL, "unexpected answer to the SSL request: not a PostgreSQL server?")
-        if "connection_lost" in text:
+        if case == "hung_up":
             return ProbeFailure(Reason.PROTOCOL, "the server hung up instead of answering the SSL request")
-        if "error response during SSL exchange" in text:
+        if case == "ssl_error":
             return ProbeFailure(Reason.PROTOCOL, "server answered the SSL request with an error")
         return ProbeFailure(Reason.PROTOCOL, f"connection lost: {describe(exc)}")
     if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
@@ -226,77 +256,79 @@ def _classify(exc: BaseException, *, tls_required: bool = False) -> ProbeFailure
     return None
 
 
-def _mask(value: Any, secrets: list[str]) -> Any:
-    """Mask the target's secrets in anything built from the server's words (it may echo them)."""
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, MASK)
-        return value
-    if isinstance(value, dict):
-        return {k: _mask(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_mask(v, secrets) for v in value]
-    return value
-
-
 def _short_version(full: str) -> str:
     """``15.18 (Debian 15.18-0+deb12u1)`` -> ``15.18`` (a bounded label value)."""
     return full.split()[0] if full.split() else full
 
 
-def _judge(target: PostgresTarget, facts: dict[str, Any]) -> Result:
+OBSERVES: dict[str, Observable] = {
+    "role": Observable("string", "primary, or replica (pg_is_in_recovery())"),
+    "server_version": Observable("string", "the server_version setting"),
+    "tls": Observable("bool", "whether this run's session is encrypted"),
+    "replication_lag_seconds": Observable("double", "replicas: replay lag (0 when everything received is replayed)"),
+    "wal_receiver_status": Observable("string", "replicas: the WAL receiver's status (streaming, ...)"),
+    "max_connections": Observable("int", "the max_connections setting"),
+    "reserved_connections": Observable("int", "superuser_reserved_connections plus reserved_connections"),
+    "connections_in_use": Observable("int", "client backends (an estimate without pg_read_all_stats)"),
+    "connections_exact": Observable("bool", "whether the role sees every backend (pg_read_all_stats)"),
+    "connection_usage_ratio": Observable("double", "connections in use / (max_connections - reserved)"),
+}
+
+
+def _wrong_role(target: PostgresTarget, values: Mapping[str, Any]) -> str | None:
+    if target.role in ("any", values["role"]):
+        return None
+    return f"expected a {target.role}, found a {values['role']}"
+
+
+def _lag(target: PostgresTarget, lag: float, _values: Mapping[str, Any]) -> str:
+    return f"replay lag {lag:.2f}s > {format_duration(target.max_replication_lag)}"
+
+
+def _crowded(target: PostgresTarget, ratio: float, values: Mapping[str, Any]) -> str:
+    available = values["max_connections"] - values["reserved_connections"]
+    in_use = values["connections_in_use"]
+    return f"connections {in_use}/{available} in use ({ratio:.0%} > {target.max_connection_usage:.0%})"
+
+
+RULES: tuple[Rule, ...] = (
+    unhealthy_if(_wrong_role),
+    degraded_if(above("replication_lag_seconds", "max_replication_lag", _lag)),
+    degraded_if(above("connection_usage_ratio", "max_connection_usage", _crowded)),
+)
+
+
+def _observe(facts: dict[str, Any]) -> Observation:
     role = "replica" if facts["in_recovery"] else "primary"
     version = str(facts["server_version"])
-    details: dict[str, Any] = {"server_version": version, "role": role, "tls": bool(facts["tls"])}
+    values: dict[str, Any] = {"server_version": version, "role": role, "tls": bool(facts["tls"])}
     gauges: dict[str, float] = {}
-    problems: list[str] = []
-
     lag: float | None = facts["lag"]
     if role == "replica":
-        details["replication_lag_seconds"] = lag
+        values["replication_lag_seconds"] = lag
         if facts["wal_receiver_status"] is not None or facts["sees_all"]:
             # null for a role that sees everything: no WAL receiver runs (primary lost, or archive recovery)
-            details["wal_receiver_status"] = facts["wal_receiver_status"]
+            values["wal_receiver_status"] = facts["wal_receiver_status"]
         if lag is not None:
             lag = max(0.0, float(lag))
-            details["replication_lag_seconds"] = round(lag, 3)
+            values["replication_lag_seconds"] = round(lag, 3)
             gauges["replication_lag_seconds"] = lag
-            if lag > target.max_replication_lag:
-                problems.append(f"replay lag {lag:.2f}s > {format_duration(target.max_replication_lag)}")
-
     reserved = int(facts["superuser_reserved"]) + int(facts["reserved"])
     available = int(facts["max_connections"]) - reserved
     in_use = int(facts["in_use"])
-    details.update(
+    values.update(
         max_connections=int(facts["max_connections"]),
         reserved_connections=reserved,
         connections_in_use=in_use,
         connections_exact=bool(facts["sees_all"]),
     )
     if available > 0:
-        ratio = in_use / available
-        details["connection_usage_ratio"] = round(ratio, 4)
-        gauges["connection_usage_ratio"] = ratio
-        if ratio > target.max_connection_usage:
-            problems.append(
-                f"connections {in_use}/{available} in use ({ratio:.0%} > {target.max_connection_usage:.0%})"
-            )
-
-    info = {"version": _short_version(version), "role": role}
+        values["connection_usage_ratio"] = round(in_use / available, 4)
+        gauges["connection_usage_ratio"] = in_use / available
     said = f"{role}, PostgreSQL {_short_version(version)}"
-    if lag is not None and not problems:
-        said += f", replay lag {lag:.2f}s"
-    if target.role != "any" and target.role != role:
-        return unhealthy(
-            Reason.ASSERTION,
-            f"expected a {target.role}, found a {role}",
-            details=details,
-            gauges=gauges,
-            info=info,
-        )
-    if problems:
-        return degraded(f"{said}: {'; '.join(problems)}", details=details, gauges=gauges, info=info)
-    return ok(said, details=details, gauges=gauges, info=info)
+    summary = f"{said}, replay lag {lag:.2f}s" if lag is not None else said
+    info = {"version": _short_version(version), "role": role}
+    return Observation(values, summary, context=said, gauges=gauges, info=info)
 
 
 async def _close(conn: asyncpg.Connection, failed: bool, within: float) -> None:
@@ -311,70 +343,39 @@ async def _close(conn: asyncpg.Connection, failed: bool, within: float) -> None:
         conn.terminate()
 
 
-async def _run(target: PostgresTarget, ctx: ProbeContext) -> Result:
+async def probe(target: PostgresTarget, ctx: ProbeContext) -> Observation:
     import asyncpg
 
-    loop = asyncio.get_running_loop()
-    # A little inside the runner's bound, so that the phase that hangs is the one reported.
-    deadline = loop.time() + target.timeout * 0.95
-    hard_deadline = loop.time() + target.timeout  # the runner's
+    run = ctx.begin(target)
     tls = _tls_for(target, ctx)
-    classify = partial(_classify, tls_required=target.sslmode in ("require", "verify-ca", "verify-full"))
+    classify_run = partial(classify, tls_required=target.sslmode in ("require", "verify-ca", "verify-full"))
     password = target.password.get_secret_value() if target.password is not None else None
-    phases: dict[str, float] = {}
+    within = format_duration(target.timeout)
 
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout_at(deadline):
-            with driver_errors(classify):
+    with run.phase("connect"):
+        async with run.bounded(f"no answer while connecting within {within}"):
+            with driver_errors(classify_run):
                 conn = await asyncpg.connect(
                     _driver_dsn(target.dsn),
                     password=password,
                     ssl=tls,
-                    timeout=target.timeout,  # never reached: the deadline above comes first
+                    timeout=target.timeout,  # never reached: the run's deadline comes first
                     statement_cache_size=0,  # no named prepared statements (works through pgbouncer)
                     server_settings={"application_name": "prober"},
                 )
-    except TimeoutError:
-        raise ProbeFailure(
-            Reason.TIMEOUT, f"no answer while connecting within {format_duration(target.timeout)}"
-        ) from None
-    phases["connect"] = time.perf_counter() - started
-
     failed = True
     try:
-        query_started = time.perf_counter()
-        try:
-            async with asyncio.timeout_at(deadline):
-                with driver_errors(classify):
+        with run.phase("query"):
+            async with run.bounded(f"connected, but no answer to the query within {within}"):
+                with driver_errors(classify_run):
                     one = await conn.fetchval("SELECT 1")
                     row = await conn.fetchrow(FACTS_QUERY)
-        except TimeoutError:
-            raise ProbeFailure(
-                Reason.TIMEOUT, f"connected, but no answer to the query within {format_duration(target.timeout)}"
-            ) from None
-        phases["query"] = time.perf_counter() - query_started
         if one != 1 or row is None:
             raise ProbeFailure(Reason.PROTOCOL, f"unexpected answer to SELECT 1: {one!r}")
         failed = False
     finally:
-        await _close(conn, failed, within=min(1.0, hard_deadline - loop.time() - 0.05))
-
-    result = _judge(target, dict(row))
-    result.phases = phases
-    result.latency = sum(phases.values())
-    return result
-
-
-async def probe(target: PostgresTarget, ctx: ProbeContext) -> Result:
-    secrets = sorted({s for s in target.secrets() if len(s) >= 3}, key=len, reverse=True)
-    try:
-        result = await _run(target, ctx)
-    except ProbeFailure as failure:
-        failure.message = _mask(failure.message, secrets)
-        failure.details = _mask(failure.details, secrets)
-        raise
-    result.message = _mask(result.message, secrets)
-    result.details = _mask(result.details, secrets)
-    result.info = _mask(result.info, secrets)
-    return result
+        await _close(conn, failed, within=min(1.0, target.timeout - run.elapsed() - 0.05))
+    observed = _observe(dict(row))
+    observed.phases = run.phases
+    observed.latency = sum(run.phases.values())
+    return observed

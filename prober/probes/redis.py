@@ -16,20 +16,22 @@ redis-py is imported on first use, so a config without redis targets does not lo
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
-import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
-from prober.errors import ProbeFailure, classify_os_error, describe, driver_errors
+from prober.errors import ProbeFailure, Words, classify_os_error, describe, driver_errors, said, shorten
+from prober.judge import Observable, Observation, Rule, above, degraded_if, unhealthy_if
 from prober.models import Address, ReadableFile, TargetBase, format_duration, split_address
 from prober.probes._context import ProbeContext
-from prober.status import Reason, Result, State, degraded, ok
+from prober.probes._kit import Run
+from prober.status import Reason
 
 if TYPE_CHECKING:
     from redis.asyncio.connection import Connection
@@ -48,7 +50,7 @@ class RedisUrl:
     db: int
 
 
-def parse_url(url: str) -> RedisUrl:
+def _parse_url(url: str) -> RedisUrl:
     """``redis[s]://[[user]:password@]host[:port][/db]`` -> its parts (userinfo percent-decoded)."""
     try:
         parts = urlsplit(url)
@@ -73,7 +75,7 @@ def parse_url(url: str) -> RedisUrl:
 
 
 def _check_url(url: str) -> str:
-    parse_url(url)
+    _parse_url(url)
     return url
 
 
@@ -97,6 +99,19 @@ class RedisTarget(TargetBase):
             raise ValueError("sentinel_password needs sentinels")
         return self
 
+    @property
+    def connection(self) -> RedisUrl:
+        """The URL's parts (userinfo percent-decoded)."""
+        return _parse_url(self.url)
+
+    def where(self) -> str:
+        if self.sentinels:
+            return f"{self.master_name} via Sentinels {', '.join(self.sentinels)}"
+        return self.url
+
+
+MODEL = RedisTarget
+
 
 # --- driver errors ------------------------------------------------------------------------------------
 
@@ -113,7 +128,20 @@ def _os_cause(exc: BaseException) -> BaseException | None:
     return None
 
 
-def _classify(exc: BaseException) -> ProbeFailure | None:
+# redis-py gives one exception type for several cases; only the words tell them apart.
+WORDS: tuple[Words, ...] = (
+    Words("no_master", re.compile(r"no such master", re.IGNORECASE), "redis-py 8.1.0", "No such master with that name"),
+    Words(
+        "max_clients",
+        re.compile(r"max number of clients", re.IGNORECASE),
+        "redis-py 8.1.0",
+        "max number of clients reached",
+    ),
+    Words("closed", re.compile(r"closed by server", re.IGNORECASE), "redis-py 8.1.0", "Connection closed by server."),
+)
+
+
+def classify(exc: BaseException) -> ProbeFailure | None:
     """redis-py's exceptions -> the fixed reasons."""
     from redis.exceptions import (
         AuthenticationError,
@@ -140,19 +168,20 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
         return ProbeFailure(Reason.TIMEOUT, "timed out")
     if isinstance(exc, ResponseError):
         text = describe(exc)
-        if "no such master" in text.lower():
+        if said(WORDS, text) == "no_master":
             return ProbeFailure(Reason.ASSERTION, text)
         return ProbeFailure(Reason.PROTOCOL, f"error reply: {text}")
     if isinstance(exc, InvalidResponse):
-        return ProbeFailure(Reason.PROTOCOL, f"not a Redis reply: {describe(exc)[:80]}")
+        return ProbeFailure(Reason.PROTOCOL, f"not a Redis reply: {shorten(str(exc), 80)}")
     if isinstance(exc, RedisConnectionError):
         cause = _os_cause(exc)
         if cause is not None:
             return classify_os_error(cause)
         text = describe(exc)
-        if "max number of clients" in text.lower():
+        case = said(WORDS, text)
+        if case == "max_clients":
             return ProbeFailure(Reason.REFUSED, "the server refuses clients: max number of clients reached")
-        if "closed by server" in text.lower():
+        if case == "closed":
             return ProbeFailure(Reason.PROTOCOL, "connection closed by the server")
         return ProbeFailure(Reason.PROTOCOL, text)
     if isinstance(exc, RedisError):
@@ -161,25 +190,6 @@ def _classify(exc: BaseException) -> ProbeFailure | None:
 
 
 # --- talking to one server ---------------------------------------------------------------------------
-
-
-@cache
-def _tls_connection_class() -> type[Connection]:
-    """The Connection subclass for TLS, defined on first use because its base class is the driver's."""
-    from redis.asyncio.connection import Connection
-
-    class _TlsConnection(Connection):
-        """A TCP connection wrapped in the shared TLS context of the ProbeContext (redis-py's own
-        SSLConnection would build and load a new context on every run)."""
-
-        def __init__(self, *, tls_context: ssl.SSLContext, **kwargs: Any) -> None:
-            self._tls_context = tls_context
-            super().__init__(**kwargs)
-
-        def _connection_arguments(self) -> dict[str, Any]:
-            return {**super()._connection_arguments(), "ssl": self._tls_context}
-
-    return _TlsConnection
 
 
 async def _no_handshake(_connection: Connection) -> None:
@@ -196,7 +206,7 @@ def _connection(
     timeout: float,
     tls: ssl.SSLContext | None,
 ) -> Connection:
-    from redis.asyncio.connection import Connection
+    from redis.asyncio.connection import Connection, SSLConnection
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
@@ -216,9 +226,14 @@ def _connection(
         "health_check_interval": 0,
         "redis_connect_func": _no_handshake,
     }
-    if tls is not None:
-        return _tls_connection_class()(tls_context=tls, **kwargs)
-    return Connection(**kwargs)
+    if tls is None:
+        return Connection(**kwargs)
+    # The shared context of the ProbeContext, not one built and loaded per run: SSLConnection hands
+    # asyncio its ``ssl_context.get()``, which returns ``ssl_context.context`` once that is set (redis-py
+    # 8.1; pinned below 9 and covered by the rediss:// tests).
+    connection = SSLConnection(**kwargs)
+    connection.ssl_context.context = tls
+    return connection
 
 
 async def _open(conn: Connection) -> None:
@@ -263,52 +278,45 @@ def _text_reply(reply: Any, command: str) -> str:
 
 
 async def _query(
-    target: RedisTarget, ctx: ProbeContext, url: RedisUrl, host: str, port: int, limit: float, step: _Step
-) -> tuple[dict[str, str], dict[str, str] | None, dict[str, float]]:
-    """Connect, authenticate, PING, INFO (and CLUSTER INFO on a cluster node). Returns the INFO
-    fields, the CLUSTER INFO fields and the phase timings."""
+    target: RedisTarget, ctx: ProbeContext, url: RedisUrl, host: str, port: int, run: Run, step: _Step
+) -> tuple[dict[str, str], dict[str, str] | None]:
+    """Connect, authenticate, PING, INFO (and CLUSTER INFO on a cluster node): the INFO fields and the
+    CLUSTER INFO fields. Phases ``connect``, ``auth`` (with a password or a database) and ``query``."""
     from redis.exceptions import BusyLoadingError
 
     password = target.password.get_secret_value() if target.password is not None else url.password
     tls = ctx.ssl_context(target.ca_file) if url.tls else None
-    conn = _connection(host, port, username=url.username, password=password, db=url.db, timeout=limit, tls=tls)
-    phases: dict[str, float] = {}
+    conn = _connection(host, port, username=url.username, password=password, db=url.db, timeout=run.left(), tls=tls)
     where = f"{host}:{port}"
     try:
         step.now = f"connecting to {where}"
-        started = time.perf_counter()
-        with driver_errors(_classify):
+        with run.phase("connect"), driver_errors(classify):
             await _open(conn)
-        phases["connect"] = time.perf_counter() - started
-
         step.now = f"authenticating to {where}"
-        started = time.perf_counter()
-        with driver_errors(_classify):
+        with run.phase("auth"), driver_errors(classify):
             await conn.on_connect()
-        if password is not None or url.db:
-            phases["auth"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        step.now = f"waiting for the PING reply of {where}"
-        try:
-            with driver_errors(_classify):
-                pong = await _command(conn, "PING")
-        except ProbeFailure as failure:
-            if isinstance(failure.__cause__, BusyLoadingError):
-                raise await _loading_failure(conn, failure) from failure.__cause__
-            raise
-        if pong != "PONG":
-            raise ProbeFailure(Reason.PROTOCOL, f"unexpected PING reply: {str(pong)[:40]!r}")
-        step.now = f"waiting for the INFO reply of {where}"
-        with driver_errors(_classify):
-            info = parse_info(_text_reply(await _command(conn, "INFO"), "INFO"))
-        cluster: dict[str, str] | None = None
-        if info.get("cluster_enabled") == "1":
-            step.now = f"waiting for the CLUSTER INFO reply of {where}"
-            with driver_errors(_classify):
-                cluster = parse_info(_text_reply(await _command(conn, "CLUSTER", "INFO"), "CLUSTER INFO"))
-        phases["query"] = time.perf_counter() - started
-        return info, cluster, phases
+        if password is None and not url.db:
+            del run.phases["auth"]  # nothing was sent
+        with run.phase("query"):
+            step.now = f"waiting for the PING reply of {where}"
+            try:
+                with driver_errors(classify):
+                    pong = await _command(conn, "PING")
+            except ProbeFailure as failure:
+                if isinstance(failure.__cause__, BusyLoadingError):
+                    raise await _loading_failure(conn, failure) from failure.__cause__
+                raise
+            if pong != "PONG":
+                raise ProbeFailure(Reason.PROTOCOL, f"unexpected PING reply: {str(pong)[:40]!r}")
+            step.now = f"waiting for the INFO reply of {where}"
+            with driver_errors(classify):
+                info = parse_info(_text_reply(await _command(conn, "INFO"), "INFO"))
+            cluster: dict[str, str] | None = None
+            if info.get("cluster_enabled") == "1":
+                step.now = f"waiting for the CLUSTER INFO reply of {where}"
+                with driver_errors(classify):
+                    cluster = parse_info(_text_reply(await _command(conn, "CLUSTER", "INFO"), "CLUSTER INFO"))
+        return info, cluster
     finally:
         await conn.disconnect()
 
@@ -316,7 +324,7 @@ async def _query(
 async def _loading_failure(conn: Connection, failure: ProbeFailure) -> ProbeFailure:
     """PING refused with LOADING: INFO is still served while loading and tells how far it got."""
     try:
-        with driver_errors(_classify):
+        with driver_errors(classify):
             await _open(conn)  # redis-py dropped the connection on the error reply
             await conn.on_connect()
             info = parse_info(_text_reply(await _command(conn, "INFO", "persistence"), "INFO"))
@@ -356,60 +364,30 @@ _DETAIL_FIELDS: tuple[tuple[str, str], ...] = (
 _CLUSTER_FIELDS = ("cluster_state", "cluster_slots_assigned", "cluster_slots_ok", "cluster_known_nodes", "cluster_size")
 
 
-def _details(info: dict[str, str], cluster: dict[str, str] | None) -> dict[str, Any]:
-    details: dict[str, Any] = {"version": info.get("redis_version", "unknown")}
+def _values(info: dict[str, str], cluster: dict[str, str] | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"version": info.get("redis_version", "unknown")}
     for source, name in _DETAIL_FIELDS:
         if source in info:
             value: Any = info[source]
             number = _number(info, source)
-            details[name] = int(number) if number is not None and number.is_integer() else (number or value)
+            values[name] = int(number) if number is not None and number.is_integer() else (number or value)
     if cluster is not None:
-        for key in (
-            "cluster_state",
-            "cluster_slots_assigned",
-            "cluster_slots_ok",
-            "cluster_known_nodes",
-            "cluster_size",
-        ):
+        for key in _CLUSTER_FIELDS:
             if key in cluster:
-                details[key] = int(cluster[key]) if cluster[key].isdigit() else cluster[key]
-    return details
+                values[key] = int(cluster[key]) if cluster[key].isdigit() else cluster[key]
+    role = info.get("role", "")
+    values["role"] = {"master": "master", "slave": "replica"}.get(role, role or "unknown")
+    return values
 
 
-def judge(
-    target: RedisTarget, info: dict[str, str], cluster: dict[str, str] | None, expect_master: bool = False
-) -> Result:
-    """INFO (and CLUSTER INFO) -> ok / degraded / unhealthy, with details, gauges and info."""
-    details = _details(info, cluster)
-    version = details["version"]
-    role = {"master": "master", "slave": "replica"}.get(info.get("role", ""), info.get("role") or "unknown")
-    details["role"] = role
+def _observe(info: dict[str, str], cluster: dict[str, str] | None) -> Observation:
+    """INFO (and CLUSTER INFO) -> the observations, gauges and labels."""
+    values = _values(info, cluster)
+    values["_info"] = info
     gauges: dict[str, float] = {}
-    labels = {"version": str(version), "role": role}
-
-    if info.get("redis_mode") == "sentinel":
-        raise ProbeFailure(
-            Reason.ASSERTION, "this is a Sentinel, not a data node: set sentinels and master_name", details
-        )
-    if info.get("loading") == "1":
-        percent = info.get("loading_loaded_perc", "?")
-        raise ProbeFailure(
-            Reason.ASSERTION, f"the server is loading its dataset into memory ({percent}% done)", details
-        )
-    if cluster is not None and cluster.get("cluster_state") != "ok":
-        state = cluster.get("cluster_state", "unknown")
-        raise ProbeFailure(Reason.ASSERTION, f"cluster_state is {state}, not ok", details)
-    if expect_master and role != "master":
-        raise ProbeFailure(Reason.ASSERTION, f"Sentinel names it the master, but it reports role {role}", details)
-
-    problems: list[str] = []
-    if role == "replica":
-        link = info.get("master_link_status", "unknown")
-        master = f"{info.get('master_host', '?')}:{info.get('master_port', '?')}"
-        if link != "up":
+    if values["role"] == "replica":
+        if info.get("master_link_status", "unknown") != "up":
             down_for = _number(info, "master_link_down_since_seconds")
-            since = f" for {down_for:.0f}s" if down_for is not None and 0 <= down_for < 1e9 else ""
-            problems.append(f"link to master {master} is {link}{since}")
             if down_for is not None and 0 <= down_for < 1e9:
                 gauges["replication_lag_seconds"] = down_for  # the data is at least this stale
         else:
@@ -418,22 +396,120 @@ def judge(
             last_io = _number(info, "master_last_io_seconds_ago")
             if last_io is not None and last_io >= 0:
                 gauges["replication_lag_seconds"] = last_io
-    if info.get("rdb_last_bgsave_status") == "err":
-        problems.append("the last RDB save (BGSAVE) failed")
-    if info.get("aof_enabled") == "1" and info.get("aof_last_write_status") == "err":
-        problems.append("the last AOF write failed")
     used, limit = _number(info, "used_memory"), _number(info, "maxmemory")
     if used is not None and limit:
-        ratio = used / limit
-        gauges["memory_usage_ratio"] = ratio
-        details["memory_usage_ratio"] = round(ratio, 4)
-        if ratio > target.max_memory_usage:
-            problems.append(f"memory usage {ratio:.0%} of maxmemory (limit {target.max_memory_usage:.0%})")
+        gauges["memory_usage_ratio"] = used / limit
+        values["memory_usage_ratio"] = round(used / limit, 4)
+    summary = f"PONG from Redis {values['version']} ({values['role']})"
+    return Observation(values, summary, gauges=gauges, info={"version": str(values["version"]), "role": values["role"]})
 
-    kwargs: dict[str, Any] = {"details": details, "gauges": gauges, "info": labels}
-    if problems:
-        return degraded("; ".join(problems), **kwargs)
-    return ok(f"PONG from Redis {version} ({role})", **kwargs)
+
+def _at(values: Mapping[str, Any]) -> str:
+    """Under Sentinel, a verdict names the master it is about."""
+    return f"master {values['address']}: " if "sentinel" in values else ""
+
+
+def _sentinel_itself(_target: RedisTarget, values: Mapping[str, Any]) -> str | None:
+    if values.get("mode") != "sentinel":
+        return None
+    return f"{_at(values)}this is a Sentinel, not a data node: set sentinels and master_name"
+
+
+def _loading(_target: RedisTarget, values: Mapping[str, Any]) -> str | None:
+    if values.get("loading") != 1:
+        return None
+    percent = values["_info"].get("loading_loaded_perc", "?")
+    return f"{_at(values)}the server is loading its dataset into memory ({percent}% done)"
+
+
+def _cluster_down(_target: RedisTarget, values: Mapping[str, Any]) -> str | None:
+    state = values.get("cluster_state")
+    if values["_info"].get("cluster_enabled") != "1" or state == "ok":
+        return None
+    return f"{_at(values)}cluster_state is {state or 'unknown'}, not ok"
+
+
+def _not_the_master(_target: RedisTarget, values: Mapping[str, Any]) -> str | None:
+    if "sentinel" not in values or values["role"] == "master":
+        return None
+    return f"{_at(values)}Sentinel names it the master, but it reports role {values['role']}"
+
+
+def _link_down(_target: RedisTarget, values: Mapping[str, Any]) -> str | None:
+    info = values["_info"]
+    link = info.get("master_link_status", "unknown")
+    if values["role"] != "replica" or link == "up":
+        return None
+    master = f"{info.get('master_host', '?')}:{info.get('master_port', '?')}"
+    down_for = _number(info, "master_link_down_since_seconds")
+    since = f" for {down_for:.0f}s" if down_for is not None and 0 <= down_for < 1e9 else ""
+    return f"link to master {master} is {link}{since}"
+
+
+def _save_failed(_target: RedisTarget, values: Mapping[str, Any]) -> str | None:
+    return "the last RDB save (BGSAVE) failed" if values.get("rdb_last_bgsave_status") == "err" else None
+
+
+def _aof_failed(_target: RedisTarget, values: Mapping[str, Any]) -> str | None:
+    if values.get("aof_enabled") == 1 and values.get("aof_last_write_status") == "err":
+        return "the last AOF write failed"
+    return None
+
+
+def _memory_full(target: RedisTarget, ratio: float, _values: Mapping[str, Any]) -> str:
+    return f"memory usage {ratio:.0%} of maxmemory (limit {target.max_memory_usage:.0%})"
+
+
+def _few_sentinels(target: RedisTarget, values: Mapping[str, Any]) -> str | None:
+    sentinel = values.get("sentinel")
+    if sentinel is None or sentinel["answered"] >= sentinel["quorum"]:
+        return None
+    configured = len(target.sentinels or [])
+    return f"only {sentinel['answered']} of {configured} Sentinels answered (quorum {sentinel['quorum']})"
+
+
+RULES: tuple[Rule, ...] = (
+    unhealthy_if(_sentinel_itself),
+    unhealthy_if(_loading),
+    unhealthy_if(_cluster_down),
+    unhealthy_if(_not_the_master),
+    degraded_if(_link_down),
+    degraded_if(_save_failed),
+    degraded_if(_aof_failed),
+    degraded_if(above("memory_usage_ratio", "max_memory_usage", _memory_full)),
+    degraded_if(_few_sentinels),
+)
+
+OBSERVES: dict[str, Observable] = {
+    "version": Observable("string", "redis_version"),
+    "role": Observable("string", "master or replica"),
+    "mode": Observable("string", "redis_mode: standalone, cluster or sentinel"),
+    "uptime_seconds": Observable("int", "uptime_in_seconds"),
+    "connected_clients": Observable("int", "connected_clients"),
+    "maxclients": Observable("int", "maxclients"),
+    "used_memory_bytes": Observable("int", "used_memory"),
+    "used_memory_human": Observable("string", "used_memory_human"),
+    "maxmemory_bytes": Observable("int", "maxmemory (0: no limit)"),
+    "maxmemory_policy": Observable("string", "maxmemory_policy (noeviction, allkeys-lru, ...)"),
+    "memory_usage_ratio": Observable("double", "used_memory / maxmemory, when maxmemory is set"),
+    "rdb_last_bgsave_status": Observable("string", "ok or err"),
+    "aof_enabled": Observable("int", "1 when AOF is on"),
+    "aof_last_write_status": Observable("string", "ok or err"),
+    "connected_replicas": Observable("int", "connected_slaves"),
+    "master_host": Observable("string", "replicas: the master's host"),
+    "master_port": Observable("int", "replicas: the master's port"),
+    "master_link_status": Observable("string", "replicas: up or down"),
+    "master_last_io_seconds_ago": Observable("int", "replicas: seconds since the master last sent"),
+    "master_link_down_since_seconds": Observable("int", "replicas: how long the link has been down"),
+    "loading": Observable("int", "1 while the dataset is loaded into memory"),
+    "cluster_state": Observable("string", "cluster nodes: ok or fail"),
+    "cluster_slots_assigned": Observable("int", "cluster nodes"),
+    "cluster_slots_ok": Observable("int", "cluster nodes"),
+    "cluster_known_nodes": Observable("int", "cluster nodes"),
+    "cluster_size": Observable("int", "cluster nodes"),
+    "sentinel": Observable("map", "with sentinels: master_name, configured, answered, quorum, master, sentinels"),
+    "address": Observable("string", "with sentinels: the master's address they name"),
+}
 
 
 # --- Sentinel --------------------------------------------------------------------------------------
@@ -456,7 +532,7 @@ async def _ask_sentinel(target: RedisTarget, address: str, limit: float) -> dict
     conn = _connection(host, port, username=None, password=password, db=0, timeout=limit, tls=None)
     try:
         async with asyncio.timeout(limit):
-            with driver_errors(_classify):
+            with driver_errors(classify):
                 await _open(conn)
                 await conn.on_connect()
                 reply = await _command(conn, "SENTINEL", "MASTER", target.master_name)
@@ -531,73 +607,34 @@ async def _discover(target: RedisTarget, limit: float) -> _Discovery:
 # --- the probe -------------------------------------------------------------------------------------
 
 
-def _budget(timeout: float) -> float:
-    """Our own deadline, a little inside the runner's, so a timeout names the step it hit."""
-    return max(timeout - min(0.25, timeout * 0.1), timeout * 0.5)
-
-
-def _mask(value: Any, secrets: list[str]) -> Any:
-    """Replace the target's secrets in anything built from the peer's words (a hostile or broken
-    server can echo the password it was sent, in an error reply or an INFO field)."""
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "***")
-        return value
-    if isinstance(value, dict):
-        return {key: _mask(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_mask(item, secrets) for item in value]
-    return value
-
-
-async def probe(target: RedisTarget, ctx: ProbeContext) -> Result:
-    url = parse_url(target.url)
-    budget = _budget(target.timeout)
+async def probe(target: RedisTarget, ctx: ProbeContext) -> Observation:
+    url = _parse_url(target.url)
+    run = ctx.begin(target)
     step = _Step()
-    secrets = sorted(target.secrets(), key=len, reverse=True)
-    try:
-        async with asyncio.timeout(budget):
-            result = await _run(target, ctx, url, budget, step)
-    except TimeoutError:
-        raise ProbeFailure(Reason.TIMEOUT, f"no answer within {format_duration(budget)} ({step.now})") from None
-    except ProbeFailure as failure:
-        failure.message, failure.details = _mask(failure.message, secrets), _mask(failure.details, secrets)
-        raise
-    result.message = _mask(result.message, secrets)
-    result.details = _mask(result.details, secrets)
-    result.info = _mask(result.info, secrets)
-    return result
+    async with run.bounded(lambda: f"no answer within {format_duration(run.budget)} ({step.now})"):
+        return await _run(target, ctx, url, run, step)
 
 
-async def _run(target: RedisTarget, ctx: ProbeContext, url: RedisUrl, budget: float, step: _Step) -> Result:
-    phases: dict[str, float] = {}
+async def _run(target: RedisTarget, ctx: ProbeContext, url: RedisUrl, run: Run, step: _Step) -> Observation:
     found: _Discovery | None = None
     host, port = url.host, url.port
     if target.sentinels:
         step.now = "asking the Sentinels"
-        started = time.perf_counter()
-        found = await _discover(target, budget * SENTINEL_SHARE)
-        phases["sentinel"] = time.perf_counter() - started
+        with run.phase("sentinel"):
+            found = await _discover(target, run.left() * SENTINEL_SHARE)
         host, port = found.host, found.port
     try:
-        info, cluster, query_phases = await _query(target, ctx, url, host, port, budget, step)
-        result = judge(target, info, cluster, expect_master=found is not None)
+        info, cluster = await _query(target, ctx, url, host, port, run, step)
     except ProbeFailure as failure:
         if found is not None:
             failure.message = f"master {host}:{port}: {failure.message}"
             failure.details = {**failure.details, "sentinel": found.details}
         raise
-    result.phases = {**phases, **query_phases}
+    observed = _observe(info, cluster)
+    observed.phases = run.phases
     if found is not None:
-        result.details["sentinel"] = found.details
-        result.details["address"] = f"{host}:{port}"
+        observed.values["sentinel"] = found.details
+        observed.values["address"] = f"{host}:{port}"
         configured = len(target.sentinels or [])
-        if found.answered < found.quorum:
-            lacking = f"only {found.answered} of {configured} Sentinels answered (quorum {found.quorum})"
-            if result.state is State.OK:
-                result.state, result.message = State.DEGRADED, lacking
-            else:
-                result.message = f"{result.message}; {lacking}"
-        elif result.state is State.OK:
-            result.message += f" at {host}:{port}, named by {found.answered} of {configured} Sentinels"
-    return result
+        observed.summary += f" at {host}:{port}, named by {found.answered} of {configured} Sentinels"
+    return observed

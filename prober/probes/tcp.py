@@ -4,26 +4,38 @@ from __future__ import annotations
 
 from typing import Literal
 
-from prober.errors import driver_errors
+from prober.errors import ProbeFailure, Words, driver_errors
+from prober.judge import Observable, Observation, Rule
 from prober.models import Address, TargetBase, split_address
 from prober.probes import _net
 from prober.probes._context import ProbeContext
-from prober.status import Result, ok
 
 
 class TcpTarget(TargetBase):
     kind: Literal["tcp"]
     address: Address
 
+    def where(self) -> str:
+        return self.address
 
-def _classify(_exc: BaseException) -> None:
+
+MODEL = TcpTarget
+
+OBSERVES: dict[str, Observable] = {}
+RULES: tuple[Rule, ...] = ()
+
+
+WORDS: tuple[Words, ...] = ()  # no driver words to read: exception types say it all
+
+
+def classify(_exc: BaseException) -> ProbeFailure | None:
     return None  # plain sockets: the shared socket mapping covers everything
 
 
-async def probe(target: TcpTarget, ctx: ProbeContext) -> Result:
+async def probe(target: TcpTarget, ctx: ProbeContext) -> Observation:
     host, port = split_address(target.address)
-    phases: dict[str, float] = {}
-    with driver_errors(_classify):
-        sock = await _net.connect_socket(host, port, phases)
+    run = ctx.begin(target)
+    with driver_errors(classify):
+        sock = await _net.connect_socket(host, port, run.phases)
     sock.close()
-    return ok("connected", phases=phases, latency=sum(phases.values()))
+    return Observation({}, summary="connected", phases=run.phases, latency=sum(run.phases.values()))

@@ -50,7 +50,7 @@ async def raw_message(url: str, ctx: ProbeContext, **fields: Any) -> str:
         return f"{failure.message} {failure.details}"
     except TimeoutError:
         return "timeout"
-    return f"{result.message} {result.details}"
+    return f"{result.summary} {result.values}"  # what it observed, not yet judged
 
 
 def assert_unhealthy(result: Result, reason: Reason, *words: str) -> None:

@@ -281,13 +281,17 @@ async def test_failed_connect_is_not_retried(ctx: ProbeContext) -> None:
     assert connections == 1
 
 
-async def test_echoed_password_is_masked_by_the_probe(ctx: ProbeContext) -> None:
-    """Straight from the probe, before the runner's redaction: a server quoting the AUTH it got."""
+async def test_echoed_password_is_masked_once_in_the_runner(ctx: ProbeContext) -> None:
+    """A server quoting the AUTH it got: the probe reports its words as they are, and the runner (the one
+    place results are redacted) masks the password before anything is cut or shown."""
     async with garbage_peer("echo-error") as peer:
+        made = target(f"redis://probe:Echoed-pw-9@127.0.0.1:{peer.port}")
         with pytest.raises(ProbeFailure) as failure:
-            await redis_probe.probe(target(f"redis://probe:Echoed-pw-9@127.0.0.1:{peer.port}"), ctx)
+            await redis_probe.probe(made, ctx)
+        result = await run_probe(made, ctx)
     assert failure.value.reason is Reason.PROTOCOL
-    assert failure.value.message == "error reply: you sent *3 $4 AUTH $5 probe $11 ***"
+    assert (result.state, result.reason) == (State.UNHEALTHY, Reason.PROTOCOL)
+    assert result.message == "error reply: you sent *3 $4 AUTH $5 probe $11 ***"
 
 
 # --- Sentinel -------------------------------------------------------------------------------------
@@ -374,7 +378,7 @@ def test_config_validation() -> None:
         target("redis://x", sentinels=["127.0.0.1:26379"])
     with pytest.raises(ValueError, match="host:port"):
         target("redis://x", sentinels=["127.0.0.1"], master_name="m")
-    parsed = redis_probe.parse_url("rediss://user:p%40ss@example.com/2")
+    parsed = target("rediss://user:p%40ss@example.com/2").connection
     assert (parsed.tls, parsed.host, parsed.port, parsed.username, parsed.password, parsed.db) == (
         True,
         "example.com",
@@ -409,8 +413,8 @@ async def test_password_file(ctx: ProbeContext, redis_master: Process, tmp_path:
 async def test_password_never_in_result(ctx: ProbeContext, redis_master: Process, redis_servers: Servers) -> None:
     """Straight from the probe (before the runner's redaction): neither the right nor a wrong password."""
     secrets = [PASSWORD, "Wrong-pw-456"]
-    ok = await redis_probe.probe(target(redis_master.url()), ctx)
-    assert ok.state is State.OK
+    ok = await redis_probe.probe(target(redis_master.url()), ctx)  # what it observed, not yet judged
+    assert ok.summary.startswith("PONG from Redis")
     stopped = redis_servers.server()
     stopped.stop()
     for url in (redis_master.url(password="Wrong-pw-456"), stopped.url(), f"redis://:{PASSWORD}@127.0.0.1:1"):

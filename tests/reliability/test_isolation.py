@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from prober.metrics import LAG_BUCKETS
 from prober.models import TargetBase
 from prober.probes import ProbeContext
 from prober.probes.http import HttpTarget
@@ -47,7 +48,7 @@ def quantile(histogram: Histogram, q: float) -> float:
     total = buckets[-1][1]
     for bound, count in buckets:
         if count >= q * total:
-            return float("inf") if bound == "+Inf" else float(bound)
+            return float(bound)
     return float("inf")
 
 
@@ -82,7 +83,7 @@ async def test_hung_half_does_not_delay_the_healthy_half(
 ) -> None:
     pg_scratch.freeze()
     healthy, hung = targets(peers, full_backlog, pg_scratch.dsn("app"))
-    board = Board()
+    board = Board(LAG_BUCKETS)
     scheduler = Scheduler(board, ctx, max_concurrency=500)
     scheduler.apply((*healthy, *hung))
     scheduler.start()
@@ -120,7 +121,7 @@ async def test_max_concurrency_bounds_sockets_and_waits_are_measured(peers: Peer
         )
         for i in range(20)
     ]
-    board = Board()
+    board = Board(LAG_BUCKETS)
     scheduler = Scheduler(board, ctx, max_concurrency=limit)
     port = peers.ports["hang"]
     scheduler.apply(tuple(hung))

@@ -8,11 +8,38 @@ import json
 import time
 from pathlib import Path
 
+import yaml
+
+from prober.probes import KINDS
 from tests.daemon import Daemon
 from tests.helpers import run_cli
 from tests.peers.web import Peers
 
 CANARY = "Canary7f3eSecret91"
+URL_FIELDS = ("url", "dsn", "uri")  # fields that may carry userinfo (a password) or credentials in the query
+
+
+def required_cases() -> set[tuple[str, str]]:
+    """(kind, field) for every secret field and every URL field of every kind in the registry: a kind
+    added without its canary case fails :func:`test_every_secret_field_of_every_kind_has_a_canary`."""
+    cases = set()
+    for name, kind in KINDS.items():
+        fields = set(kind.model.SECRET_FIELDS) | {f for f in URL_FIELDS if f in kind.model.model_fields}
+        if "headers" in kind.model.model_fields:
+            fields.add("headers")
+        cases |= {(name, field) for field in fields}
+    return cases
+
+
+def covered_cases(text: str) -> set[tuple[str, str]]:
+    """(kind, field) of every target field that holds the canary."""
+    targets = yaml.safe_load(text)["targets"]
+    return {(t["kind"], field) for t in targets for field, value in t.items() if CANARY in json.dumps(value)}
+
+
+def test_every_secret_field_of_every_kind_has_a_canary(peers: Peers, tmp_path: Path) -> None:
+    missing = required_cases() - covered_cases(config(peers, tmp_path / "token"))
+    assert not missing, f"no canary case for {sorted(missing)}"
 
 
 def config(peers: Peers, token_file: Path) -> str:
