@@ -4,12 +4,14 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- build: the project's wheel and the wheels of its dependencies (all published as binary wheels) ---
+# --- build: the project's wheel, and the wheels of its dependencies exactly as requirements.lock pins
+# them (versions and sha256 hashes: two images built from one commit carry the same bytes) ---
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY prober ./prober
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip download --no-cache-dir --require-hashes --only-binary=:all: --dest /wheels -r requirements.lock \
+    && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 # --- runtime: no compilers, no pip cache, no wheels left behind, a non-root user ---
 FROM ${PYTHON_IMAGE}
@@ -26,10 +28,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The same install as the tests': pip installs the project (from the wheels built above, offline).
+# Offline, from the wheels above: the dependencies checked against the lock's hashes again, then the
+# project itself without resolving anything more.
+COPY requirements.lock /tmp/requirements.lock
 # hadolint ignore=DL3013
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels prober \
+    pip install --no-cache-dir --no-index --find-links=/wheels --require-hashes -r /tmp/requirements.lock \
+    && pip install --no-cache-dir --no-index --no-deps /wheels/prober-*.whl \
+    && rm /tmp/requirements.lock \
     && groupadd --system --gid 10001 prober \
     && useradd --system --uid 10001 --gid prober --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin prober \
     && mkdir -p /etc/prober

@@ -187,11 +187,30 @@ def test_dockerfile_facts() -> None:
     assert not any(re.search(r"\b(apt-get|gcc|build-essential|curl)\b", line) for line in runtime)
 
 
+def pip_commands(stage: list[str]) -> list[str]:
+    """The ``pip ...`` commands of a stage's RUN lines (``&&``-joined commands split apart)."""
+    found = []
+    for line in stage:
+        if line.startswith("RUN "):
+            found += [
+                part.strip() for part in line.split("&&") if re.match(r"^(RUN )?(--mount=\S+\s+)?pip ", part.strip())
+            ]
+    return [re.sub(r"^(RUN )?(--mount=\S+\s+)?", "", command) for command in found]
+
+
+def test_dockerfile_installs_the_locked_dependencies_by_hash() -> None:
+    build, runtime = dockerfile_stages()
+    assert any("--require-hashes" in c and "-r requirements.lock" in c for c in pip_commands(build))
+    assert any("--require-hashes" in c and "--no-index" in c for c in pip_commands(runtime))
+    assert all("--require-hashes" in c or "--no-deps" in c for c in pip_commands(runtime))
+
+
 def test_dockerfile_install_step_yields_a_working_prober(tmp_path: Path) -> None:
-    """Do what the Dockerfile does, without Docker: COPY the build stage's files, run its `pip wheel`, then
-    the runtime stage's `pip install` (offline, from those wheels) into a fresh Python 3.11 venv, and run
-    the installed `prober`: --version, and the HEALTHCHECK command against a live daemon and a dead port.
-    Needs the package registry for the dependencies' wheels (pip's cache is allowed here)."""
+    """Do what the Dockerfile does, without Docker: COPY the build stage's files, run its pip commands (the
+    dependencies' wheels checked against requirements.lock's hashes, the project's wheel), then the runtime
+    stage's pip commands (offline, from those wheels) in a fresh Python 3.11 venv, and run the installed
+    `prober`: --version, and the HEALTHCHECK command against a live daemon and a dead port. Needs the
+    package registry for the dependencies' wheels (pip's cache is allowed here)."""
     build, runtime = dockerfile_stages()
     source = tmp_path / "src"
     source.mkdir()
@@ -204,29 +223,18 @@ def test_dockerfile_install_step_yields_a_working_prober(tmp_path: Path) -> None
                     subprocess.run(["cp", "-r", str(ROOT / name), str(target)], check=True)
                 else:
                     target.write_bytes((ROOT / name).read_bytes())
-    wheel_cmd = next(line for line in build if line.startswith("RUN pip wheel"))
-    assert wheel_cmd == "RUN pip wheel --no-cache-dir --wheel-dir /wheels ."
     wheels = tmp_path / "wheels"
-    done = run(sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels), ".", cwd=source, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    install = next(line for line in runtime if "pip install" in line)
-    assert "pip install --no-cache-dir --no-index --find-links=/wheels prober" in install
+    for command in pip_commands(build):
+        command = command.replace("/wheels", str(wheels)).replace("--no-cache-dir ", "")
+        done = run("bash", "-c", f"{sys.executable} -m {command}", cwd=source, timeout=900)
+        assert done.returncode == 0, (command, done.stderr[-3000:])
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    done = run(
-        str(python),
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--no-cache-dir",
-        "--no-index",
-        f"--find-links={wheels}",
-        "prober",
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    for command in pip_commands(runtime):
+        command = command.replace("/tmp/requirements.lock", str(source / "requirements.lock"))
+        done = run("bash", "-c", f"{python} -m {command.replace('/wheels', str(wheels))}", timeout=600)
+        assert done.returncode == 0, (command, done.stderr[-3000:])
     prober = env_dir / "bin" / "prober"
     version = run(str(prober), "--version")
     assert version.returncode == 0 and version.stdout.startswith("prober "), version
