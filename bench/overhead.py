@@ -8,6 +8,10 @@
         ``python -m prober run`` with that many targets every 15 s, tcp against a local accept-and-close
         listener (a process of its own) or http against nginx; /metrics scraped every 15 s. Prints CPU of
         the daemon per run, the share of runs started within 250 ms, and each scrape's wall time.
+    .venv/bin/python -m bench.overhead judge [--repeat 5]
+        The judge of one http run (the kind's rules, then degraded_latency) without conditions, with two
+        conditions over a NestJS-style readiness body (heap ratio and latency), and with components: the
+        median CPU per run of each and what conditions and components add.
     .venv/bin/python -m bench.overhead render [--targets 10000] [--repeat 5] [--buckets 0.1,1]
         /metrics for that many HTTP targets with three results each (distinct latencies, phases and
         timestamps, as in a running daemon), rendered in this process, both formats: wall and CPU time.
@@ -258,9 +262,68 @@ def render(count: int, repeat: int, buckets: tuple[float, ...] | None) -> dict[s
     return out
 
 
+HEALTH_BODY = {
+    "status": "ok",
+    "timestamp": "2026-12-03T10:00:00Z",
+    "uptime": 86400,
+    "version": "2.4.1",
+    "checks": {
+        "database": {"status": "ok", "responseTime": 3},
+        "redis": {"status": "ok", "responseTime": 1},
+        "minio": {"status": "ok", "responseTime": 12},
+        "memory": {"status": "ok", "heapUsed": 180_000_000, "heapTotal": 200_000_000, "heapUsedRatio": 0.6},
+    },
+}
+
+
+def judge_cost(repeat: int, count: int = 20000) -> dict[str, Any]:
+    """CPU per run of prober.judge.judge for an http observation, median of ``repeat`` batches."""
+    import statistics
+
+    from prober.judge import Observation, judge
+    from prober.probes import KINDS
+    from prober.probes._components import components
+    from prober.probes.http import HttpTarget
+
+    kind = KINDS["http"]
+    raw = json.dumps(HEALTH_BODY).encode()
+    variants = {
+        "no conditions": HttpTarget(name="a", kind="http", url="http://127.0.0.1/", body_status_field="status"),
+        "two conditions": HttpTarget(
+            name="a",
+            kind="http",
+            url="http://127.0.0.1/",
+            body_status_field="status",
+            unhealthy_if=["body.checks.memory.heapUsedRatio > 0.95"],
+            degraded_if=["latency_ms > 300"],
+        ),
+        "components: auto": HttpTarget(
+            name="a", kind="http", url="http://127.0.0.1/", body_status_field="status", components="auto"
+        ),
+    }
+    out: dict[str, Any] = {}
+    for name, target in variants.items():
+        batches = []
+        for _ in range(repeat):
+            started = time.process_time()
+            for _ in range(count):
+                body = json.loads(raw)
+                values = {"status_code": 200, "headers": {}, "_raw_body": raw, "body": body, "_json": True}
+                found, _ = components(body, target.components)
+                if target.components != "none":
+                    values["components"] = {n: c.state.value for n, c in found.items()}
+                observed = Observation(values, "HTTP 200, status=ok", latency=0.004, components=found)
+                judge(target, observed, kind.rules, 0.004, kind.hidden)
+            batches.append((time.process_time() - started) / count * 1e6)
+        out[name] = round(statistics.median(batches), 2)
+    out["conditions add (us per run)"] = round(out["two conditions"] - out["no conditions"], 2)
+    out["components add (us per run)"] = round(out["components: auto"] - out["no conditions"], 2)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("inprocess", "daemon", "render"))
+    parser.add_argument("mode", choices=("inprocess", "daemon", "render", "judge"))
     parser.add_argument("--targets", type=int, default=10000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeat", type=int, default=5)
@@ -272,6 +335,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.mode == "inprocess":
         result = asyncio.run(_inprocess(args.targets, args.seconds, args.pyspy))
+    elif args.mode == "judge":
+        result = judge_cost(args.repeat)
     elif args.mode == "daemon":
         result = daemon(args.kind, args.targets, args.seconds, args.pyspy, args.buckets)
     else:

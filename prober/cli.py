@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         help="probe every target once; exit 0 ok, 1 degraded, 2 unhealthy, 3 unknown/config error",
     )
     once.add_argument("--json", action="store_true", help="print the /status JSON instead of a table")
+    once.add_argument("--group", help="probe only this health group's targets and exit by its state")
     demo = commands.add_parser("demo", parents=[common], help="start a sample application and probe it")
     demo.add_argument("--listen", default="127.0.0.1:9478", help="where the prober listens (default 127.0.0.1:9478)")
     health = commands.add_parser(
@@ -122,34 +123,41 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-async def _once(config: Config) -> Board:
+async def _once(config: Config, group: str | None) -> Board:
     from prober.probes import ProbeContext
     from prober.runner import run_all
 
+    chosen = set(config.groups[group]) if group is not None else None
+    targets = [t for t in config.targets if chosen is None or t.name in chosen]
     ctx = ProbeContext()
     try:
-        results = await run_all(config.targets, ctx, config.max_concurrency)
+        results = await run_all(targets, ctx, config.max_concurrency)
     finally:
         await ctx.close()
     board = Board()
-    board.apply(config.targets)
-    for target in config.targets:
+    board.apply(targets)
+    board.groups = {name: names for name, names in config.groups.items() if group is None or name == group}
+    for target in targets:
         board.targets[target.name].record(results[target.name], 1, 1)
     return board
 
 
-def once(path: str | None, as_json: bool) -> int:
+def once(path: str | None, as_json: bool, group: str | None = None) -> int:
     try:
         config = _load(path)
     except ConfigError as exc:
         _print_problems(exc)
         return UNKNOWN_EXIT
+    if group is not None and group not in config.groups:
+        known = ", ".join(config.groups) or "none configured"
+        print(f"--group: no health group {group!r} in {config.source} (groups: {known})", file=sys.stderr)
+        return UNKNOWN_EXIT
     from prober.server import check_json, iso, status_json
 
-    board = asyncio.run(_once(config))
-    overall = board.overall()
+    board = asyncio.run(_once(config, group))
+    overall = board.group_state(group) if group is not None else board.overall()
     if as_json:
-        print(json.dumps(status_json(board), indent=2))
+        print(json.dumps(status_json(board, group), indent=2))
     else:
         rows = [["TARGET", "KIND", "CRITICAL", "STATUS", "LATENCY", "REASON", "MESSAGE"]]
         for name, status in board.targets.items():
@@ -167,7 +175,8 @@ def once(path: str | None, as_json: bool) -> int:
                 ]
             )
         print(_table(rows))
-        print(f"\noverall: {overall.value} ({iso(board.started)})")
+        whole = f"group {group}" if group is not None else "overall"
+        print(f"\n{whole}: {overall.value} ({iso(board.started)})")
     if overall is State.UNHEALTHY:
         return NAGIOS[State.UNHEALTHY]
     if any(t.state is State.UNKNOWN for t in board.targets.values()) or overall is State.UNKNOWN:
@@ -205,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             return check_config(args.config)
         if args.command == "once":
-            return once(args.config, args.json)
+            return once(args.config, args.json, args.group)
         if args.command == "demo":
             from prober.demo import demo
 

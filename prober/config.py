@@ -8,10 +8,11 @@ target, and every problem is reported as ``FILE:LINE: where: field: what is wron
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from prober.conditions import Condition, compile_condition, type_error, unknown_names
 from prober.errors import ConfigError
 from prober.models import TIMING_FIELDS, Defaults, MetricsConfig, ServerConfig, TargetBase, url_passwords
 from prober.probes import KINDS, Target
@@ -26,7 +28,7 @@ from prober.probes import KINDS, Target
 DEFAULT_PATH = "/etc/prober/prober.yaml"
 ENV_SOURCE = "<environment>"
 DEFAULT_MAX_CONCURRENCY = 500
-TOP_LEVEL_KEYS = ("server", "defaults", "max_concurrency", "metrics", "targets")
+TOP_LEVEL_KEYS = ("server", "defaults", "max_concurrency", "metrics", "groups", "targets")
 
 KIND_MODELS: dict[str, type[TargetBase]] = {name: kind.model for name, kind in KINDS.items()}
 _TARGET = TypeAdapter[TargetBase](Target)
@@ -42,6 +44,7 @@ class Config:
     max_concurrency: int
     targets: tuple[TargetBase, ...]
     metrics: MetricsConfig = MetricsConfig()
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> its targets' names
 
     def secrets(self) -> list[str]:
         found = [t for target in self.targets for t in target.secrets()]
@@ -294,13 +297,16 @@ def _validate_target(
     try:
         target = _TARGET.validate_python(data)
     except ValidationError as exc:
+        failed = {tuple(e["loc"])[1:] for e in exc.errors()}  # (field,) or (field, index): reported already
+        _report_misfits(kind, _compiled(data, failed), path, where, problems)
         for error in exc.errors():
             loc = tuple(error["loc"])[1:]  # drop the discriminator tag pydantic puts first
             field = _field_name(loc)
             line_path: tuple[Any, ...] = (*path, *loc)
             if loc and loc[0] in inherited:
                 line_path, field = ("defaults", *loc), f"{field} (from defaults)"
-            problems.add(line_path, where, f"{field}: {_describe_error(error, model)}", line_path)
+            said = _describe_error(error, model)
+            problems.add(line_path, where, f"{field}: {said}" if field else said, line_path)
         return None
     if target.timeout >= target.interval:
         field = "timeout" if "timeout" in raw else "interval"
@@ -310,7 +316,46 @@ def _validate_target(
             f"{field}: timeout ({target.timeout:g}s) must be shorter than interval ({target.interval:g}s)",
         )
         return None
+    if not _conditions_fit(target, path, where, problems):
+        return None
     return target
+
+
+CONDITION_FIELDS = ("unhealthy_if", "degraded_if")
+
+
+def _report_misfits(
+    kind: str, found: Iterable[tuple[str, int, Condition]], path: tuple[Any, ...], where: str, problems: _Problems
+) -> bool:
+    """Each condition reads only names the kind observes, with operations their types support; False (and
+    the problems added) if one does not."""
+    observes = {name: observable.type for name, observable in KINDS[kind].observes.items()}
+    fit = True
+    for key, index, condition in found:
+        problem = unknown_names(condition, observes) or type_error(condition, observes)
+        if problem is not None:
+            problems.add((*path, key, index), where, f"{key}[{index}]: {problem}")
+            fit = False
+    return fit
+
+
+def _compiled(data: dict[str, Any], failed: set[Any]) -> Iterator[tuple[str, int, Condition]]:
+    """The raw conditions of a target that did not validate, those that compile (the rest are reported)."""
+    for key in CONDITION_FIELDS:
+        sources = data.get(key)
+        if not isinstance(sources, list) or (key,) in failed:
+            continue
+        for index, source in enumerate(sources):
+            if (key, index) not in failed:
+                try:
+                    yield key, index, compile_condition(source)
+                except ValueError:
+                    continue
+
+
+def _conditions_fit(target: TargetBase, path: tuple[Any, ...], where: str, problems: _Problems) -> bool:
+    found = ((key, i, c) for key in CONDITION_FIELDS for i, c in enumerate(getattr(target, key)))
+    return _report_misfits(target.kind, found, path, where, problems)
 
 
 def validate(document: Any, source: str, environ: Mapping[str, str], base: Path) -> Config:
@@ -363,9 +408,64 @@ def validate(document: Any, source: str, environ: Mapping[str, str], base: Path)
         target = _validate_target(index, raw, inheritable, base, problems)
         if target is not None:
             targets.append(target)
+    groups = _groups(_section(document, "groups", problems), targets, problems)
     if problems.lines or server is None or defaults is None or metrics is None:
         raise ConfigError(problems.lines)
-    return Config(source, server, defaults, max_concurrency, tuple(targets), metrics)
+    return Config(source, server, defaults, max_concurrency, tuple(targets), metrics, groups)
+
+
+# --- health groups ------------------------------------------------------------------------------------
+
+GROUP_NAME = re.compile(r"^[a-z0-9_.-]{1,64}$")
+_SELECTORS = ("kind:", "critical:")
+
+
+def _select(selector: str, targets: list[TargetBase]) -> list[str] | str:
+    """The names a selector picks (``name``, ``kind:postgres``, ``critical:true``, ``*``), or what is wrong."""
+    if selector == "*":
+        return [t.name for t in targets]
+    if selector.startswith("kind:"):
+        kind = selector.removeprefix("kind:")
+        if kind not in KINDS:
+            return f"unknown kind {kind!r} (kinds: {', '.join(KINDS)})"
+        return [t.name for t in targets if t.kind == kind]
+    if selector.startswith("critical:"):
+        flag = selector.removeprefix("critical:")
+        if flag not in ("true", "false"):
+            return f"expected critical:true or critical:false, got {selector!r}"
+        return [t.name for t in targets if t.critical == (flag == "true")]
+    if any(t.name == selector for t in targets):
+        return [selector]
+    nearest = difflib.get_close_matches(selector, [t.name for t in targets], n=1)
+    hint = f" (did you mean {nearest[0]!r}?)" if nearest else ""
+    return f"no target named {selector!r}{hint}; selectors are target names, kind:KIND, critical:true|false or *"
+
+
+def _groups(section: dict[str, Any], targets: list[TargetBase], problems: _Problems) -> dict[str, tuple[str, ...]]:
+    """``groups: {live: [api-live], ready: [kind:postgres, critical:true]}`` -> group -> target names (in
+    config order). Like Spring Boot's health groups: ``/status/<group>`` answers for those targets alone."""
+    groups: dict[str, tuple[str, ...]] = {}
+    for name, selectors in section.items():
+        where = f"groups.{name}"
+        if not isinstance(name, str) or not GROUP_NAME.match(name):
+            problems.add(("groups", name), where, "a group name uses lower-case letters, digits, '_', '.' and '-' only")
+            continue
+        if not isinstance(selectors, list) or not selectors:
+            problems.add(
+                ("groups", name), where, "expected a list of target names or selectors (kind:KIND, critical:true)"
+            )
+            continue
+        chosen: set[str] = set()
+        for index, selector in enumerate(selectors):
+            picked = _select(selector, targets) if isinstance(selector, str) else f"expected text, got {selector!r}"
+            if isinstance(picked, str):
+                problems.add(("groups", name, index), f"{where}[{index}]", picked)
+            else:
+                chosen.update(picked)
+        if not chosen:
+            continue
+        groups[name] = tuple(t.name for t in targets if t.name in chosen)
+    return groups
 
 
 def parse_yaml(text: str, source: str) -> Any:

@@ -77,6 +77,7 @@ class Daemon:
         if self.board.set_duration_buckets(config.metrics.duration_buckets):
             log.info("run latency histograms use buckets %s", list(config.metrics.duration_buckets))
         self.scheduler.apply(config.targets)
+        self.board.groups = dict(config.groups)
         self.board.reload_successful = True
         self.board.reload_success_time = time.time()
         if self.api is not None:

@@ -17,12 +17,13 @@ raised as a :class:`~prober.errors.ProbeFailure` instead, and never reaches the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prober import conditions
 from prober.models import TargetBase, format_duration
-from prober.status import Reason, Result, State
+from prober.status import Component, Reason, Result, State
 
 Check = Callable[[Any, Mapping[str, Any]], str | None]
 """(the target's config, the run's values) -> the problem, in words, when the rule holds; else None."""
@@ -84,23 +85,52 @@ class Observation:
     phases: dict[str, float] = field(default_factory=dict)
     gauges: dict[str, float] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
+    components: dict[str, Component] = field(default_factory=dict)
 
 
-def _verdict(target: TargetBase, values: Mapping[str, Any], rules: Sequence[Rule]) -> tuple[State, Reason | None, str]:
-    problems: list[str] = []
-    for rule in rules:
-        if rule.state is State.UNHEALTHY:
-            problem = rule.check(target, values)
-            if problem is not None:
-                return State.UNHEALTHY, rule.reason, problem
-    for rule in rules:
-        if rule.state is State.DEGRADED:
-            problem = rule.check(target, values)
-            if problem is not None:
-                problems.append(problem)
-    if problems:
-        return State.DEGRADED, None, "; ".join(problems)
-    return State.OK, None, ""
+@dataclass(slots=True)
+class _Verdict:
+    state: State = State.OK
+    reason: Reason | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def unhealthy(self, reason: Reason, problem: str) -> _Verdict:
+        self.state, self.reason, self.problems = State.UNHEALTHY, reason, [problem]
+        return self
+
+
+def _rules(rules: Sequence[Rule], state: State) -> Iterator[Rule]:
+    return (rule for rule in rules if rule.state is state)
+
+
+def _verdict(target: TargetBase, values: Mapping[str, Any], rules: Sequence[Rule], latency: float) -> _Verdict:
+    """Unhealthy rules, then ``unhealthy_if``; then every degraded rule and the first ``degraded_if`` that
+    holds. A condition that cannot be evaluated makes the run unhealthy (``assertion``)."""
+    verdict = _Verdict()
+    for rule in _rules(rules, State.UNHEALTHY):
+        problem = rule.check(target, values)
+        if problem is not None:
+            return verdict.unhealthy(rule.reason, problem)
+    scope = conditions.context(target.condition_reach, values, latency * 1000) if target.condition_reach else None
+    for condition in target.unhealthy_if:
+        outcome = conditions.evaluate(condition, scope)
+        if outcome.problem is not None or outcome.holds:
+            said = outcome.problem or f"unhealthy: {conditions.quoted(condition, scope)}"
+            return verdict.unhealthy(Reason.ASSERTION, said)
+    for rule in _rules(rules, State.DEGRADED):
+        problem = rule.check(target, values)
+        if problem is not None:
+            verdict.problems.append(problem)
+    for condition in target.degraded_if:
+        outcome = conditions.evaluate(condition, scope)
+        if outcome.problem is not None:
+            return verdict.unhealthy(Reason.ASSERTION, outcome.problem)
+        if outcome.holds:
+            verdict.problems.append(f"degraded: {conditions.quoted(condition, scope)}")
+            break
+    if verdict.problems:
+        verdict.state = State.DEGRADED
+    return verdict
 
 
 def judge(
@@ -113,7 +143,8 @@ def judge(
     """The result of a run that observed: its rules applied, then ``degraded_latency``."""
     latency = observed.latency if observed.latency is not None else latency
     values = observed.values
-    state, reason, problem = _verdict(target, values, rules)
+    verdict = _verdict(target, values, rules, latency)
+    state, reason, problem = verdict.state, verdict.reason, "; ".join(verdict.problems)
     if state is State.DEGRADED and observed.context:
         message = f"{observed.context}: {problem}"
     else:
@@ -133,4 +164,5 @@ def judge(
         phases=observed.phases,
         gauges=observed.gauges,
         info=observed.info,
+        components=observed.components,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import re
 from abc import abstractmethod
+from collections.abc import Collection
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -17,9 +18,12 @@ from pydantic import (
     Field,
     PlainSerializer,
     PositiveInt,
+    PrivateAttr,
     SecretStr,
     StringConstraints,
 )
+
+from prober.conditions import Conditions, Projection, projection
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -118,6 +122,22 @@ class TargetBase(Timing):
     name: TargetName
     kind: str
     critical: bool = True
+    unhealthy_if: Conditions = Field(default_factory=list)
+    degraded_if: Conditions = Field(default_factory=list)
+    _reach: Projection = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._reach = projection((*self.unhealthy_if, *self.degraded_if))
+
+    @property
+    def condition_names(self) -> Collection[str]:
+        """The observations the target's conditions read (a kind reads a body only when asked)."""
+        return self._reach.keys()
+
+    @property
+    def condition_reach(self) -> Projection:
+        """What of each observation the conditions can reach (see :func:`prober.conditions.projection`)."""
+        return self._reach
 
     def secrets(self) -> list[str]:
         """Every secret value this target holds (secret fields and URL passwords), for redaction."""

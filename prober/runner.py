@@ -14,7 +14,7 @@ from prober.judge import judge
 from prober.models import TargetBase, format_duration
 from prober.probes import KINDS, PROBES, ProbeContext
 from prober.redact import MASK, REDACTOR
-from prober.status import Reason, Result, State, unhealthy
+from prober.status import Component, Reason, Result, State, unhealthy
 
 
 def _from_failure(failure: ProbeFailure) -> Result:
@@ -57,6 +57,10 @@ def _masked(target: TargetBase, result: Result) -> Result:
         result.details = mask.deep(result.details)
     if result.info:
         result.info = {k: mask.text(v) for k, v in result.info.items()}
+    if result.components:
+        result.components = {
+            mask.text(name): Component(c.state, mask.text(c.reported)) for name, c in result.components.items()
+        }
     return result
 
 

@@ -20,6 +20,7 @@ from prober.redact import REDACTOR
 from prober.status import Board, State, TargetStatus
 
 PROTECTED = frozenset({"/metrics", "/status", "/-/reload"})
+PROTECTED_PREFIXES = ("/status/",)
 Reload = Callable[[], Awaitable[list[str]]]
 Liveness = Callable[[], str | None]
 
@@ -32,7 +33,7 @@ def iso(timestamp: float | None) -> str | None:
 
 def check_json(status: TargetStatus) -> dict[str, Any]:
     last = status.last
-    return {
+    check = {
         "status": status.state.value,
         "kind": status.kind,
         "critical": status.critical,
@@ -43,17 +44,30 @@ def check_json(status: TargetStatus) -> dict[str, Any]:
         "last_run": iso(status.last_run),
         "details": last.details if last else {},
     }
+    if last is not None and last.components:
+        check["components"] = {name: component.as_json() for name, component in last.components.items()}
+    return check
 
 
-def status_json(board: Board) -> dict[str, Any]:
+def status_json(board: Board, group: str | None = None) -> dict[str, Any]:
+    """The whole's state and every check; with ``group``, that health group's state and its checks only."""
     now = time.time()
-    return {
-        "status": board.overall().value,
+    targets = board.members(group) if group is not None else list(board.targets.values())
+    body: dict[str, Any] = {
+        "status": (board.group_state(group) if group is not None else board.overall()).value,
         "timestamp": iso(now),
         "uptime_seconds": round(now - board.started, 3),
         "version": __version__,
-        "checks": {name: check_json(t) for name, t in board.targets.items()},
     }
+    if group is not None:
+        body["group"] = group
+    elif board.groups:
+        body["groups"] = {
+            name: {"status": board.group_state(name).value, "targets": [t.name for t in board.members(name)]}
+            for name in board.groups
+        }
+    body["checks"] = {t.name: check_json(t) for t in targets}
+    return body
 
 
 def http_status(state: State) -> int:
@@ -75,6 +89,7 @@ class Api:
         app.router.add_get("/", self.index)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/status", self.status)
+        app.router.add_get("/status/{group}", self.group_status)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_post("/-/reload", self.reload)
@@ -85,7 +100,7 @@ class Api:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         token = self.settings.bearer_token
-        if token is not None and request.path in PROTECTED:
+        if token is not None and (request.path in PROTECTED or request.path.startswith(PROTECTED_PREFIXES)):
             given = request.headers.get("Authorization", "")
             expected = f"Bearer {token.get_secret_value()}"
             if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -113,6 +128,15 @@ class Api:
 
     async def status(self, _request: web.Request) -> web.Response:
         body = status_json(self.board)
+        return web.json_response(body, status=http_status(State(body["status"])))
+
+    async def group_status(self, request: web.Request) -> web.Response:
+        """``/status/<group>``: the same body and the same 200/503 rule, over one health group's targets."""
+        group = request.match_info["group"]
+        if group not in self.board.groups:
+            known = sorted(self.board.groups)
+            return web.json_response({"error": f"no health group {group!r}", "groups": known}, status=404)
+        body = status_json(self.board, group)
         return web.json_response(body, status=http_status(State(body["status"])))
 
     async def healthz(self, _request: web.Request) -> web.Response:

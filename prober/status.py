@@ -47,6 +47,17 @@ REASONS: tuple[Reason, ...] = tuple(Reason)
 _ORDER = {State.OK: 0, State.DEGRADED: 1, State.UNHEALTHY: 2}
 
 
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A dependency of the target as the target itself reports it (a health body's ``database``)."""
+
+    state: State
+    reported: str  # the application's own word: up, DOWN, warn, ...
+
+    def as_json(self) -> dict[str, str]:
+        return {"status": self.state.value, "reported": self.reported}
+
+
 @dataclass(slots=True)
 class Result:
     """The outcome of one probe run."""
@@ -59,6 +70,7 @@ class Result:
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: dns, connect, tls, ...
     gauges: dict[str, float] = field(default_factory=dict)  # exported per-target gauges (see prober.metrics)
     info: dict[str, str] = field(default_factory=dict)  # version, role: prober_target_info labels
+    components: dict[str, Component] = field(default_factory=dict)  # what a health body reports per dependency
     error: BaseException | None = field(default=None, repr=False)  # an internal error, for the log
 
     @property
@@ -203,6 +215,7 @@ class Board:
         self.scheduler_lag = Histogram(lag_buckets)  # waits between a run's due time and its start
         self.duration_buckets = DEFAULT_DURATION_BUCKETS  # of every target's run latency histogram
         self.jobs = 0
+        self.groups: dict[str, tuple[str, ...]] = {}  # health groups: name -> target names (config order)
         self.configured_targets = 0  # in the config, before sharding
         self.event_loop_tasks = 0  # read on the event loop just before a scrape is rendered
 
@@ -234,6 +247,14 @@ class Board:
 
     def overall(self) -> State:
         return overall(self.targets.values())
+
+    def members(self, group: str) -> list[TargetStatus]:
+        """The targets of a health group this process probes (a sharded replica has only its share)."""
+        return [self.targets[name] for name in self.groups.get(group, ()) if name in self.targets]
+
+    def group_state(self, group: str) -> State:
+        """A group's state, aggregated as the whole is (its critical targets decide unhealthy)."""
+        return overall(self.members(group))
 
     def ready(self) -> bool:
         return all(t.last is not None for t in self.targets.values())

@@ -51,7 +51,23 @@ EXPECTED: dict[str, str] = {
     "unknown-key.yaml": ":5: targets[0] 'api' (http): expected_status: unknown key (allowed: ",
     "unknown-kind.yaml": ":3: targets[0] 'dir' (ldap): kind: kind 'ldap' is not supported yet (supported: "
     f"{', '.join(KINDS)})",
-    "unknown-top-key.yaml": ":1: unknown key 'target' (allowed: server, defaults, max_concurrency, metrics, targets)",
+    "unknown-top-key.yaml": ":1: unknown key 'target' (allowed: server, defaults, max_concurrency, metrics, groups, "
+    "targets)",
+    "condition-syntax.yaml": ":6: targets[0] 'api' (http): degraded_if[0]: at column 35: syntax error: mismatched "
+    "input '<EOF>'",
+    "condition-unknown-name.yaml": ":5: targets[0] 'db' (postgres): degraded_if[0]: at column 1: unknown name "
+    "'replication_lag' (this kind observes: connection_usage_ratio, connections_exact, connections_in_use, ",
+    "condition-type-error.yaml": ":6: targets[0] 'api' (http): unhealthy_if[0]: type error: No such overload",
+    "condition-unknown-function.yaml": ":5: targets[0] 'api' (http): unhealthy_if[0]: at column 1: unknown function "
+    "len()",
+    "condition-not-a-verdict.yaml": ":5: targets[0] 'cert' (tls): degraded_if[0]: a condition must be true or false; "
+    "this one gives int",
+    "condition-not-a-list.yaml": ":5: targets[0] 'cert' (tls): degraded_if: expected a list of CEL expressions, "
+    "got str",
+    "critical-components-alone.yaml": ":2: targets[0] 'api' (http): critical_components needs components: auto, "
+    "terminus, spring or ietf",
+    "group-unknown-target.yaml": ":6: groups.ready[1]: no target named 'api-ready'",
+    "group-bad-selector.yaml": ":5: groups.ready[0]: unknown kind 'postgress'",
     "unreadable-ca-file.yaml": ":5: targets[0] 'cert' (tls): ca_file: cannot read '/nonexistent/ca.pem': "
     "No such file or directory",
     "unreadable-secret-file.yaml": ":5: targets[0] 'api' (http): bearer_token_file: cannot read "

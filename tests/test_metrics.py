@@ -20,7 +20,7 @@ from prober.metrics import (
     render,
     render_collector,
 )
-from prober.status import Board, Histogram, Reason, Result, State, TargetStatus
+from prober.status import Board, Component, Histogram, Reason, Result, State, TargetStatus
 
 
 def board(buckets: tuple[float, ...] | None = None) -> Board:
@@ -31,7 +31,17 @@ def board(buckets: tuple[float, ...] | None = None) -> Board:
     filled.jobs = 6
     filled.reload_success_time = 1_700_000_000.5
     results = [
-        ("api", "http", True, Result(State.OK, latency=0.0123, phases={"connect": 0.001, "request": 0.01})),
+        (
+            "api",
+            "http",
+            True,
+            Result(
+                State.OK,
+                latency=0.0123,
+                phases={"connect": 0.001, "request": 0.01},
+                components={"database": Component(State.OK, "up"), 'odd "name"': Component(State.UNKNOWN, "?")},
+            ),
+        ),
         ("cache", "redis", False, Result(State.UNHEALTHY, Reason.REFUSED, "connection refused", latency=0.002)),
         (
             "db",
@@ -55,6 +65,7 @@ def board(buckets: tuple[float, ...] | None = None) -> Board:
         status.record(result, 1, 1, now=1_700_000_115.0)
         filled.targets[name] = status
     filled.targets["new"] = TargetStatus("new", "mongodb", True, interval=30.0)  # no result yet
+    filled.groups = {"live": ("api",), "ready": ("api", "db", "cache", "gone")}  # a member not probed here
     for lag in (0.0, 0.004, 0.3, 12.0):
         filled.scheduler_lag.observe(lag)
     return filled

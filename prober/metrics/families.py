@@ -113,6 +113,16 @@ def _target_info(t: TargetStatus) -> Iterable[Sample]:
     return (((t.last.info.get("version", ""), t.last.info.get("role", "")), 1.0),)
 
 
+def _components(t: TargetStatus) -> Iterable[Sample]:
+    if t.last is None:
+        return ()
+    return [
+        ((name, state.value), _flag(component.state is state))
+        for name, component in t.last.components.items()
+        for state in STATES
+    ]
+
+
 def _gauge(name: str) -> Callable[[TargetStatus], float | None]:
     return lambda t: None if t.last is None else t.last.gauges.get(name)
 
@@ -198,6 +208,13 @@ TARGET_FAMILIES: tuple[Family, ...] = (
         samples=_target_info,
         labels=("version", "role"),
     ),
+    Family(
+        "prober_component_status",
+        "gauge",
+        "State of each dependency the target's health body reports (components:): 1 for the current state.",
+        samples=_components,
+        labels=("component", "status"),
+    ),
     *(Family(f"prober_{name}", "gauge", help_text, value=_gauge(name)) for name, help_text in GAUGES.items()),
 )
 
@@ -205,6 +222,16 @@ TARGET_FAMILIES: tuple[Family, ...] = (
 def _overall(facts: Facts) -> Iterable[Sample]:
     current = facts.board.overall()
     return [((state.value,), _flag(current is state)) for state in STATES]
+
+
+def _groups(facts: Facts) -> Iterable[Sample]:
+    board = facts.board
+    return [
+        ((group, state.value), _flag(current is state))
+        for group in board.groups
+        for current in (board.group_state(group),)
+        for state in STATES
+    ]
 
 
 def _reload_time(facts: Facts) -> Iterable[Sample]:
@@ -218,6 +245,13 @@ DAEMON_FAMILIES: tuple[DaemonFamily, ...] = (
         "Aggregate state of all targets: 1 for the current state.",
         samples=_overall,
         labels=("status",),
+    ),
+    DaemonFamily(
+        "prober_group_status",
+        "gauge",
+        "Aggregate state of each health group (groups:): 1 for the current state.",
+        samples=_groups,
+        labels=("group", "status"),
     ),
     DaemonFamily(
         "prober_build_info",

@@ -13,20 +13,21 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from yarl import URL
 
 from prober.errors import ProbeFailure, Words, driver_errors, shorten
 from prober.judge import Observable, Observation, Rule, degraded_if, unhealthy_if
 from prober.models import ReadableFile, TargetBase
 from prober.probes import _aiohttp, _http1
+from prober.probes._components import Style, components
 from prober.probes._context import ProbeContext
 from prober.probes._kit import Run
 from prober.probes._tls import cert_facts, unverified_cert_facts
-from prober.status import Reason, State
+from prober.status import Component, Reason, State
 
 MAX_BODY = 1 << 20  # 1 MiB
 MAX_REDIRECTS = 10
@@ -67,9 +68,22 @@ class HttpTarget(TargetBase):
     expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(default=None, min_length=1)
     body_contains: str | None = None
     body_status_field: str | None = None
+    components: Style = "none"
+    critical_components: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _components_named(self) -> Self:
+        if self.critical_components and self.components == "none":
+            raise ValueError("critical_components needs components: auto, terminus, spring or ietf")
+        return self
 
     def where(self) -> str:
         return self.url
+
+    @property
+    def reads_body(self) -> bool:
+        """Whether a run parses the body: for body_status_field, components or a condition on ``body``."""
+        return self.body_status_field is not None or self.components != "none" or "body" in self.condition_names
 
 
 def _headers(target: HttpTarget) -> dict[str, str]:
@@ -91,6 +105,9 @@ OBSERVES: dict[str, Observable] = {
         shown=False,
     ),
     "certificate": Observable("map", "https: the server certificate's facts (days_left, not_after, issuer, ...)"),
+    "components": Observable(
+        "map", "with components: each reported dependency's state (ok, degraded, unhealthy, unknown)", shown=False
+    ),
 }
 
 _MISSING = object()
@@ -175,13 +192,40 @@ def _reports(state: State) -> Callable[[HttpTarget, Mapping[str, Any]], str | No
     return check
 
 
+def _critical_down(target: HttpTarget, values: Mapping[str, Any]) -> str | None:
+    states = values.get("components") or {}
+    down = [name for name in target.critical_components if states.get(name) == State.UNHEALTHY.value]
+    return f"critical component{'s' if len(down) > 1 else ''} {', '.join(down)} down" if down else None
+
+
+def _critical_missing(target: HttpTarget, values: Mapping[str, Any]) -> str | None:
+    states = values.get("components")
+    if states is None:
+        return None
+    missing = [name for name in target.critical_components if name not in states]
+    return f"critical component{'s' if len(missing) > 1 else ''} {', '.join(missing)} not reported" if missing else None
+
+
+def _components_ailing(target: HttpTarget, values: Mapping[str, Any]) -> str | None:
+    states = values.get("components") or {}
+    said = [
+        f"{name} {word}"
+        for name, word in states.items()
+        if word in (State.UNHEALTHY.value, State.DEGRADED.value) and name not in target.critical_components
+    ]
+    return f"components: {', '.join(said[:5])}{' ...' if len(said) > 5 else ''}" if said else None
+
+
 RULES: tuple[Rule, ...] = (
     unhealthy_if(_unexpected_status),
     unhealthy_if(_not_json, Reason.PROTOCOL),
     unhealthy_if(_field_missing),
     unhealthy_if(_body_lacks),
+    unhealthy_if(_critical_down),
     unhealthy_if(_reports(State.UNHEALTHY)),
     degraded_if(_reports(State.DEGRADED)),
+    degraded_if(_critical_missing),
+    degraded_if(_components_ailing),
 )
 
 
@@ -232,9 +276,17 @@ async def probe(target: HttpTarget, ctx: ProbeContext) -> Observation:
     if answer.peer_cert:  # parsed outside the timed part
         values["certificate"] = certificate = cert_facts(answer.peer_cert)
         gauges["tls_cert_not_after_timestamp_seconds"] = certificate["not_after_timestamp"]
-    if target.body_status_field is not None:
+    found: dict[str, Component] = {}
+    if target.reads_body:
         values["body"], values["_json"] = _read_body(answer.body)
+        found, omitted = components(values["body"] if values["_json"] else None, target.components)
+        if target.components != "none":
+            values["components"] = {name: component.state.value for name, component in found.items()}
+            if omitted:
+                values["components_omitted"] = omitted
     summary = f"HTTP {answer.status}"
     if _status_field(target, values) is not _MISSING:
         summary = _said(target, values)
-    return Observation(values, summary, latency=answer.end - run.started, phases=answer.phases, gauges=gauges)
+    return Observation(
+        values, summary, latency=answer.end - run.started, phases=answer.phases, gauges=gauges, components=found
+    )

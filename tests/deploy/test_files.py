@@ -341,7 +341,14 @@ def test_kubernetes_sidecar_facts() -> None:
     assert prober["securityContext"]["readOnlyRootFilesystem"] is True
     assert prober["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert prober["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert prober["readinessProbe"]["httpGet"]["path"] == "/status"
+    assert prober["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    app = next(c for c in pod["spec"]["containers"] if c["name"] == "app")
+    assert app["livenessProbe"]["httpGet"] == {"path": "/status/live", "port": 9478}
+    assert app["readinessProbe"]["httpGet"] == {"path": "/status/ready", "port": 9478}
+    groups = yaml.safe_load(
+        yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]["prober.yaml"]
+    )["groups"]
+    assert groups["live"] == ["app"] and {"app", "postgres"} <= set(groups["ready"])
     port = prober["ports"][0]
     assert port == {"name": "prober-metrics", "containerPort": 9478}
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"

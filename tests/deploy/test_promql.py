@@ -1,7 +1,8 @@
 """Every PromQL expression of the Grafana dashboard and of the Grafana alert rules parses, and returns data
 from a real Prometheus that scraped a real prober daemon.
 
-The daemon probes real peers chosen so that every series and every alert exists: PostgreSQL (connection
+The daemon probes real peers chosen so that every series and every alert exists (health groups, one with
+a critical target down, and a health body with components included): PostgreSQL (connection
 usage), Redis with maxmemory (memory usage) and a Redis replica (replication lag), HTTPS and HTTP
 applications (phases, a degraded answer), TLS endpoints with a certificate expiring in 10 days and an
 expired one, a closed port (refused), and a listener that never answers (a run that never completes:
@@ -150,7 +151,8 @@ def prometheus(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     "url": replica.url,
                     "password": replica.password,
                 },
-                {"name": "web", "kind": "http", "url": peers.url("/nest/ok", "https"), "ca_file": ca},
+                {"name": "web", "kind": "http", "url": peers.url("/nest/ok", "https"), "ca_file": ca}
+                | {"components": "auto"},
                 {
                     "name": "web-degraded",
                     "kind": "http",
@@ -172,6 +174,7 @@ def prometheus(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                     "timeout": "50m",
                 },
             ],
+            "groups": {"live": ["web"], "ready": ["db", "cert-expired", "web"]},  # ready: a critical target is down
         }
         prober = Prober(config, directory)
         started.append(prober)

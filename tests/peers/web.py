@@ -28,6 +28,18 @@ from aiohttp import web
 TOKEN = "s3cr3t-bearer-token"
 
 
+@dataclass
+class Scripted:
+    """An answer a test writes for ``/scripted/<key>``: what a real application's health endpoint says."""
+
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+SCRIPTS: dict[str, Scripted] = {}  # key -> the answer; the tests set it, the peers' thread reads it
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -140,6 +152,15 @@ def health_app() -> web.Application:
     async def method(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "method": request.method})
 
+    @routes.get("/scripted/{key}")
+    async def scripted(request: web.Request) -> web.Response:
+        answer = SCRIPTS.get(request.match_info["key"])
+        if answer is None:
+            return web.json_response({"error": "no script"}, status=404)
+        if isinstance(answer.body, str | bytes):
+            return web.Response(body=answer.body, status=answer.status, headers=answer.headers)
+        return web.json_response(answer.body, status=answer.status, headers=answer.headers)
+
     @routes.get("/gzip")
     async def gzipped(_r: web.Request) -> web.Response:
         body = gzip.compress(json.dumps({"status": "ok", "padding": "p" * 5000}).encode())
@@ -187,6 +208,7 @@ def make_certs(directory: Path) -> Certs:
         "expired": ca.issue_cert("localhost", "127.0.0.1", not_before=now - 30 * day, not_after=now - day),
         "expiring": ca.issue_cert("localhost", "127.0.0.1", not_after=now + 2 * day),
         "soon": ca.issue_cert("localhost", "127.0.0.1", not_after=now + 10 * day),
+        "three-weeks": ca.issue_cert("localhost", "127.0.0.1", not_after=now + 21 * day),
         "wrong-host": ca.issue_cert("other.example", not_after=now + 365 * day),
         "unknown-ca": trustme.CA().issue_cert("localhost", "127.0.0.1", not_after=now + 365 * day),
     }
@@ -300,6 +322,11 @@ class Peers:
     @staticmethod
     async def _close_at_once(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
+
+    def script(self, key: str, body: Any, status: int = 200, headers: dict[str, str] | None = None) -> str:
+        """Make ``/scripted/<key>`` answer so; returns its URL."""
+        SCRIPTS[key] = Scripted(body, status, headers or {})
+        return self.url(f"/scripted/{key}")
 
     def url(self, path: str, name: str = "http") -> str:
         scheme = "https" if name.startswith("https") else "http"

@@ -471,3 +471,20 @@ def test_prober_once_json_against_the_real_primary(pg_primary: PgServer, tmp_pat
     assert good["details"]["server_version"].startswith("15.")
     assert (bad["status"], bad["reason"]) == ("unhealthy", "auth"), bad
     assert password not in done.stdout + done.stderr
+
+
+async def test_conditions_judge_what_postgres_reports(pg_primary: PgServer, ctx: ProbeContext) -> None:
+    """Conditions over a real primary's observations; ``replication_lag_seconds`` is null on a primary, so a
+    condition on it is written to hold only on a replica."""
+    made = target(
+        pg_primary.dsn(APP_USER, sslmode="disable"),
+        unhealthy_if=["role == 'replica' && replication_lag_seconds > 5.0"],
+        degraded_if=["connections_in_use >= 1 && server_version.startsWith('15')"],
+    )
+    result = await run_probe(made, ctx)
+    assert result.state is State.DEGRADED, result.message
+    assert (
+        result.message.startswith("primary, PostgreSQL 15.")
+        and "degraded: connections_in_use >= 1 && server_version.startsWith('15') (connections_in_use="
+        in result.message
+    )

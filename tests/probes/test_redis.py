@@ -451,3 +451,19 @@ def test_cli_once_json(redis_master: Process, tmp_path: Path) -> None:
     assert (gone["status"], gone["reason"]) == ("unhealthy", "refused")
     assert status["status"] == "degraded"  # the failing target is optional
     assert run.returncode == 1, run.stderr
+
+
+# --- conditions over the observations ----------------------------------------------------------------
+
+
+async def test_conditions_judge_what_redis_reports(ctx: ProbeContext, redis_servers: Servers) -> None:
+    """BullMQ needs maxmemory-policy noeviction: a condition over the observed policy, on a real server."""
+    server = redis_servers.server()
+    rule = {"degraded_if": ["maxmemory_policy != 'noeviction'"], "unhealthy_if": ["connected_clients > 1000"]}
+    assert (await probe(ctx, server.url(), **rule)).state is State.OK
+    server.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    result = await probe(ctx, server.url(), **rule)
+    assert (result.state, result.message) == (
+        State.DEGRADED,
+        "degraded: maxmemory_policy != 'noeviction' (allkeys-lru)",
+    )

@@ -29,6 +29,23 @@ scalars = st.one_of(
         ["5s", "500ms", "1h", "0s", "-1s", "1m30s", "127.0.0.1:1", "http://127.0.0.1:1/", "${X}", "${X:-y}"]
     ),
     st.sampled_from(sorted(KIND_MODELS) + ["ldap", ""]),
+    st.sampled_from(  # conditions: valid, broken, unknown names, type errors, too long
+        [
+            "latency_ms > 300",
+            "body.checks.memory.heapUsedRatio > 0.85",
+            "has(body.x) && body.x.startsWith('2.')",
+            "status_code == 'a' || status_code > 'b'",
+            "body.x >",
+            "nope > 1",
+            "size(nope(body))",
+            "1 + 'a' > 2",
+            "role == 'replica' && replication_lag_seconds > 10",
+            "x" * 1500,
+            "kind:postgres",
+            "critical:true",
+            "*",
+        ]
+    ),
 )
 values = st.recursive(
     scalars,
@@ -43,6 +60,7 @@ documents = st.fixed_dictionaries(
         "defaults": st.dictionaries(st.sampled_from(["interval", "timeout", "failure_threshold", "y"]), values),
         "max_concurrency": values,
         "targets": st.lists(targets, max_size=5) | values,
+        "groups": st.dictionaries(st.text(max_size=8), st.lists(scalars, max_size=3) | values, max_size=3) | values,
         "extra": values,
     },
 )

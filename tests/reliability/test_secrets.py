@@ -49,6 +49,9 @@ def config(peers: Peers, token_file: Path) -> str:
         f"{{name: web-bearer, kind: http, url: 'http://{http}/echo-auth', bearer_token: {CANARY}, "
         "body_status_field: status}",
         f"{{name: web-header, kind: http, url: 'http://{echo}/', headers: {{X-Api-Key: {CANARY}}}}}",
+        # a condition quoting a value the peer echoed back: the canary is in the value it saw
+        f"{{name: web-condition, kind: http, url: 'http://{http}/echo-auth', bearer_token: {CANARY}, "
+        "degraded_if: [\"body.status.startsWith('Bearer')\"]}",
         f"{{name: pg-dsn, kind: postgres, dsn: 'postgresql://app:{CANARY}@{echo}/app'}}",
         f"{{name: pg-password, kind: postgres, dsn: 'postgresql://app@{closed}/app', password: {CANARY}}}",
         f"{{name: pg-garbage, kind: postgres, dsn: 'postgresql://app:{CANARY}@{garbage}/app'}}",
@@ -87,7 +90,13 @@ def test_canary_never_leaks(peers: Peers, tmp_path: Path) -> None:
         assert once.returncode in (1, 2), once.stderr
         outputs[f"once {flags}"] = once.stdout + once.stderr
     statuses = json.loads(run_cli("once", "-c", str(path), "--json").stdout)["checks"]
-    assert all(check["status"] == "unhealthy" for name, check in statuses.items() if name != "web-userinfo")
+    assert all(
+        check["status"] == "unhealthy"
+        for name, check in statuses.items()
+        if name not in ("web-userinfo", "web-condition")
+    )
+    assert statuses["web-condition"]["status"] == "degraded"
+    assert statuses["web-condition"]["message"].startswith("degraded: body.status.startsWith('Bearer') (Bearer ***")
 
     daemon = Daemon(path, "--log-level", "debug")
     try:
