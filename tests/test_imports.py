@@ -1,6 +1,6 @@
-"""Database drivers and cryptography are imported only by the kinds that use them (idle memory: a daemon
-probing HTTP endpoints does not carry asyncpg, redis-py, pymongo, minio-py, urllib3, clickhouse-connect or
-cryptography). Each case runs in a fresh interpreter, the only place where ``sys.modules`` tells the truth."""
+"""Database drivers, protocol libraries and cryptography are imported only by the kinds that use them (idle
+memory: a daemon probing HTTP endpoints does not carry asyncpg, redis-py, pymongo, minio-py, urllib3,
+clickhouse-connect, dnspython, grpclib (with h2 and protobuf) or cryptography). Each case runs in a fresh interpreter, the only place where ``sys.modules`` tells the truth."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import pytest
 from prober.probes import KINDS
 from tests.helpers import ROOT, free_port
 
-HEAVY = ("asyncpg", "redis", "pymongo", "minio", "urllib3", "clickhouse_connect", "cryptography")
+HEAVY = ("asyncpg", "redis", "pymongo", "minio", "urllib3", "clickhouse_connect", "cryptography", "dns")
 DRIVERS = {
     "postgres": "asyncpg",
     "redis": "redis",
     "mongodb": "pymongo",
     "minio": "minio",
     "clickhouse": "clickhouse_connect",
+    "dns": "dns",
 }
 DRIVERLESS = {"http", "tcp", "tls"}  # sockets, aiohttp and (on first TLS use) cryptography only
 
@@ -102,6 +103,7 @@ def _target(kind: str, port: int) -> str:
         # health endpoints off: the S3 part (minio-py in a worker thread) is what runs
         "minio": f"endpoint: 'http://{address}', bucket: probes, access_key: k, secret_key: s, health_endpoints: false",
         "clickhouse": f"url: 'http://{address}'",
+        "dns": f"query_name: app.example, server: '{address}', transport: tcp",
     }[kind]
     return f"  - {{name: db, kind: {kind}, {fields}}}\n"
 
@@ -113,7 +115,7 @@ def test_a_database_kind_loads_only_its_own_driver(tmp_path: Path, kind: str) ->
     others = {driver for other, driver in DRIVERS.items() if other != kind}
     # mongodb and minio validate the URI / bucket name with their driver: loading may import it, no other
     assert others.isdisjoint(report["after_load"])
-    if kind in ("postgres", "redis", "clickhouse"):
+    if kind in ("postgres", "redis", "clickhouse", "dns"):
         assert DRIVERS[kind] not in report["after_load"]
     assert DRIVERS[kind] in report["after_run"]
     assert others.isdisjoint(report["after_run"])
