@@ -15,7 +15,19 @@ import pytest
 from prober.probes import KINDS
 from tests.helpers import ROOT, free_port
 
-HEAVY = ("asyncpg", "redis", "pymongo", "minio", "urllib3", "clickhouse_connect", "cryptography", "dns")
+HEAVY = (
+    "asyncpg",
+    "redis",
+    "pymongo",
+    "minio",
+    "urllib3",
+    "clickhouse_connect",
+    "cryptography",
+    "dns",
+    "grpclib",
+    "h2",
+    "google.protobuf",
+)
 DRIVERS = {
     "postgres": "asyncpg",
     "redis": "redis",
@@ -23,6 +35,7 @@ DRIVERS = {
     "minio": "minio",
     "clickhouse": "clickhouse_connect",
     "dns": "dns",
+    "grpc": "grpclib",
 }
 DRIVERLESS = {"http", "tcp", "tls"}  # sockets, aiohttp and (on first TLS use) cryptography only
 
@@ -104,6 +117,7 @@ def _target(kind: str, port: int) -> str:
         "minio": f"endpoint: 'http://{address}', bucket: probes, access_key: k, secret_key: s, health_endpoints: false",
         "clickhouse": f"url: 'http://{address}'",
         "dns": f"query_name: app.example, server: '{address}', transport: tcp",
+        "grpc": f"address: '{address}'",
     }[kind]
     return f"  - {{name: db, kind: {kind}, {fields}}}\n"
 
@@ -115,7 +129,7 @@ def test_a_database_kind_loads_only_its_own_driver(tmp_path: Path, kind: str) ->
     others = {driver for other, driver in DRIVERS.items() if other != kind}
     # mongodb and minio validate the URI / bucket name with their driver: loading may import it, no other
     assert others.isdisjoint(report["after_load"])
-    if kind in ("postgres", "redis", "clickhouse", "dns"):
+    if kind in ("postgres", "redis", "clickhouse", "dns", "grpc"):
         assert DRIVERS[kind] not in report["after_load"]
     assert DRIVERS[kind] in report["after_run"]
     assert others.isdisjoint(report["after_run"])
