@@ -1,6 +1,7 @@
 """Database drivers, protocol libraries and cryptography are imported only by the kinds that use them (idle
 memory: a daemon probing HTTP endpoints does not carry asyncpg, redis-py, pymongo, minio-py, urllib3,
-clickhouse-connect, dnspython, grpclib (with h2 and protobuf) or cryptography). Each case runs in a fresh interpreter, the only place where ``sys.modules`` tells the truth."""
+clickhouse-connect, dnspython, grpclib (with h2 and protobuf) or cryptography). Each case runs in a fresh
+interpreter, the only place where ``sys.modules`` tells the truth."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ DRIVERS = {
     "dns": "dns",
     "grpc": "grpclib",
 }
-DRIVERLESS = {"http", "tcp", "tls"}  # sockets, aiohttp and (on first TLS use) cryptography only
+DRIVERLESS = {"http", "tcp", "tls", "websocket"}  # sockets, aiohttp and (on first TLS use) cryptography only
 
 
 def test_every_kind_has_an_import_case() -> None:
@@ -96,15 +97,19 @@ def _report(tmp_path: Path, targets: str, mode: str = "load") -> dict[str, Any]:
     return report
 
 
-def test_http_tcp_tls_config_imports_no_driver(tmp_path: Path) -> None:
+def test_driverless_config_imports_no_driver(tmp_path: Path) -> None:
+    port = free_port()
     targets = (
         "  - {name: web, kind: http, url: 'https://127.0.0.1:1/health'}\n"
         "  - {name: port, kind: tcp, address: '127.0.0.1:1'}\n"
         "  - {name: cert, kind: tls, address: '127.0.0.1:1'}\n"
+        f"  - {{name: ws, kind: websocket, url: 'ws://127.0.0.1:{port}/'}}\n"
+        f"  - {{name: sio, kind: websocket, url: 'ws://127.0.0.1:{port}/', protocol: socketio}}\n"
     )
-    report = _report(tmp_path, targets)
-    assert report["kinds"] == ["http", "tcp", "tls"]
+    report = _report(tmp_path, targets, mode="run")
+    assert report["kinds"] == ["http", "tcp", "tls", "websocket"]
     assert report["after_load"] == []
+    assert report["after_run"] == []  # cryptography comes only with a certificate to read
 
 
 def _target(kind: str, port: int) -> str:
