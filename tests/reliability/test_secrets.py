@@ -26,7 +26,7 @@ def required_cases() -> set[tuple[str, str]]:
     for name, kind in KINDS.items():
         fields = set(kind.model.SECRET_FIELDS) | {f for f in URL_FIELDS if f in kind.model.model_fields}
         # maps of secrets (headers, metadata, auth payloads)
-        fields |= {n for n, f in kind.model.model_fields.items() if "dict[str, SecretStr]" in str(f.annotation)}
+        fields |= {n for n, f in kind.model.model_fields.items() if str(f.annotation).startswith("dict[str, pydantic")}
         cases |= {(name, field) for field in fields}
     return cases
 
