@@ -77,7 +77,9 @@ IMPORTS = {
     "python-socketio AsyncClient": "import socketio",
     "grpclib": "import grpclib.client\nfrom grpclib.health.v1 import health_pb2, health_grpc",
     "grpcio aio": "import grpc, grpc.aio\nfrom grpc_health.v1 import health_pb2, health_pb2_grpc",
-    "dnspython asyncio resolver": "import dns.asyncresolver, dns.asyncquery, dns.message",
+    "dnspython (dns.asyncquery, dns.resolver)": "import dns.asyncquery, dns.message, dns.resolver",
+    "the grpc kind (grpclib, h2, protobuf, its health messages)": "from prober.probes import grpc\ngrpc._messages()\n"
+    "grpc._channel_class()",
 }
 
 
@@ -125,10 +127,28 @@ async def websocket_choice(port: int, count: int) -> list[list[str]]:
             await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=2)
             await client.disconnect()
 
+        from prober.probes import ProbeContext
+        from prober.probes.websocket import WebsocketTarget
+        from prober.runner import run_probe
+
+        ctx = ProbeContext()
+        plain = WebsocketTarget(name="b", kind="websocket", url=url)
+        sio = WebsocketTarget(name="b", kind="websocket", url=f"ws://127.0.0.1:{port}", protocol="socketio")
+
+        async def with_prober() -> None:
+            result = await run_probe(plain, ctx)
+            assert result.state.value == "ok", result.message
+
+        async def with_prober_socketio() -> None:
+            result = await run_probe(sio, ctx)
+            assert result.state.value == "ok", result.message
+
         rows = []
         for name, one in (
+            ("prober websocket probe (aiohttp parts, with the runner)", with_prober),
             ("aiohttp ws_connect", with_aiohttp),
             ("websockets", with_websockets),
+            ("prober websocket probe, protocol: socketio", with_prober_socketio),
             ("python-socketio AsyncClient", with_socketio),
         ):
             cpu_ms, wall_ms = await per_probe(count, one)
@@ -153,6 +173,18 @@ async def grpc_client(client: str, port: int, count: int) -> tuple[float, float]
             finally:
                 channel.close()
 
+    elif client == "prober grpc probe (grpclib, with the runner)":
+        from prober.probes import ProbeContext
+        from prober.probes.grpc import GrpcTarget
+        from prober.runner import run_probe
+
+        ctx = ProbeContext()
+        target = GrpcTarget(name="b", kind="grpc", address=f"127.0.0.1:{port}")
+
+        async def one() -> None:
+            result = await run_probe(target, ctx)
+            assert result.state.value == "ok", result.message
+
     else:
         import grpc
         from grpc_health.v1 import health_pb2 as grpcio_pb2
@@ -171,7 +203,7 @@ async def grpc_client(client: str, port: int, count: int) -> tuple[float, float]
 
 def grpc_choice(port: int, count: int) -> list[list[str]]:
     rows = []
-    for name in ("grpclib", "grpcio aio"):
+    for name in ("prober grpc probe (grpclib, with the runner)", "grpclib", "grpcio aio"):
         out = subprocess.run(
             [sys.executable, "-m", "bench.kinds", "--grpc-client", name, "--port", str(port), "--count", str(count)],
             capture_output=True,

@@ -32,12 +32,12 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType
 from multidict import CIMultiDict
-from pydantic import AfterValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
 from yarl import URL
 
 from prober.errors import ProbeFailure, Words, driver_errors, shorten
@@ -90,15 +90,19 @@ class WebsocketTarget(TargetBase):
     namespace: str = Field(default="/", pattern=r"^/[^,?#]*$")
     auth: dict[str, SecretStr] = Field(default_factory=dict)  # the CONNECT packet's payload (handshake.auth)
 
-    @model_validator(mode="after")
-    def _fields_of_the_protocol(self) -> Self:
-        if self.protocol == "socketio":
-            used = [name for name in ("send", "expect") if getattr(self, name) is not None]
-            if used or self.receive:
-                raise ValueError(f"{', '.join(used) or 'receive'}: only with protocol: websocket")
-        elif self.namespace != "/" or self.auth:
-            raise ValueError("namespace and auth: only with protocol: socketio")
-        return self
+    @field_validator("send", "expect", "receive")
+    @classmethod
+    def _plain_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in (None, False) and info.data.get("protocol") == "socketio":
+            raise ValueError("only with protocol: websocket")
+        return value
+
+    @field_validator("namespace", "auth")
+    @classmethod
+    def _socketio_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in ("/", {}) and info.data.get("protocol", "websocket") != "socketio":
+            raise ValueError("only with protocol: socketio")
+        return value
 
     def where(self) -> str:
         if self.protocol == "socketio":

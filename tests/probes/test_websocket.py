@@ -224,9 +224,10 @@ async def test_many_concurrent_runs(ctx: ProbeContext, rt: RealtimePeers) -> Non
     ("fields", "message"),
     [
         ({"url": "http://127.0.0.1:1/"}, "expected a ws:// or wss:// URL"),
-        ({"protocol": "socketio", "send": "x"}, "send: only with protocol: websocket"),
-        ({"protocol": "socketio", "receive": True}, "receive: only with protocol: websocket"),
-        ({"namespace": "/admin"}, "namespace and auth: only with protocol: socketio"),
+        ({"protocol": "socketio", "send": "x"}, "send\n  Value error, only with protocol: websocket"),
+        ({"protocol": "socketio", "receive": True}, "receive\n  Value error, only with protocol: websocket"),
+        ({"namespace": "/admin"}, "namespace\n  Value error, only with protocol: socketio"),
+        ({"auth": {"token": "t"}}, "auth\n  Value error, only with protocol: socketio"),
         ({"protocol": "socketio", "namespace": "admin"}, "should match pattern"),
         ({"headers": {"Bad Header": "x"}}, "is not a valid header name"),
     ],
