@@ -29,6 +29,7 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -249,6 +250,9 @@ async def _open(target: WebsocketTarget, ctx: ProbeContext, run: Run, step: _Ste
     tls = ctx.ssl_context(target.ca_file) if url.scheme == "wss" else None
     protocol = await _http1._connect(url, tls, run.phases)
     try:
+        sock = protocol.transport.get_extra_info("socket") if protocol.transport is not None else None
+        if sock is not None:  # small frames go out at once (see the grpc kind: _net's sockets lack it)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         step.now = "waiting for the upgrade"
         with run.phase("upgrade"):
             key = base64.b64encode(os.urandom(16)).decode()
