@@ -4,6 +4,7 @@ that answer SERVFAIL, garbage or nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from prober.probes import dns as dns_probe
 from prober.probes.dns import DnsTarget
 from prober.runner import run_probe
 from prober.status import Reason, Result, State
-from tests.helpers import free_port
+from tests.helpers import free_port, run_cli
 from tests.peers import dns as peers
 from tests.peers.dns import HOSTS, LONG_TXT, ZONE, Dnsmasq, UdpPeer
 
@@ -213,3 +214,17 @@ def test_bad_config(fields: dict[str, Any], message: str) -> None:
 @pytest.mark.parametrize("server", ["10.0.0.53", "[fd00::53]", "fd00::53", "ns.example:5353", "[fd00::53]:53", "ns"])
 def test_server_forms(server: str) -> None:
     assert dns_probe.split_server(server)[1] in (53, 5353)
+
+
+def test_prober_once(dnsmasq: Dnsmasq, tmp_path: Path) -> None:
+    path = tmp_path / "prober.yaml"
+    path.write_text(
+        "targets:\n"
+        f"  - {{name: app-dns, kind: dns, query_name: app.{ZONE}, server: '{dnsmasq.server}', type: AAAA}}\n"
+        f"  - {{name: gone-dns, kind: dns, query_name: gone.{ZONE}, server: '{dnsmasq.server}', critical: false}}\n"
+    )
+    done = run_cli("once", "-c", str(path), "--json")
+    assert done.returncode == 1, done.stderr  # an optional target unhealthy: degraded
+    checks = json.loads(done.stdout)["checks"]
+    assert checks["app-dns"]["status"] == "ok" and checks["app-dns"]["details"]["answers"] == ["::10"]
+    assert (checks["gone-dns"]["status"], checks["gone-dns"]["reason"]) == ("unhealthy", "dns")

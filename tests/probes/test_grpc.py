@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from prober.probes import ProbeContext
 from prober.probes.grpc import GrpcTarget
 from prober.runner import run_probe
 from prober.status import Reason, Result, State
+from tests.helpers import run_cli
 from tests.peers.grpc_health import NOT_SERVING, SERVING, TOKEN, GrpcServer
 from tests.peers.web import Peers, hello_http_server
 
@@ -200,3 +202,18 @@ async def test_concurrent_runs_with_changing_status(ctx: ProbeContext, server: G
 def test_bad_config(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         GrpcTarget.model_validate({"name": "g", "kind": "grpc", "address": "127.0.0.1:50051", **fields})
+
+
+def test_prober_once(server: GrpcServer, tmp_path: Path) -> None:
+    server.set("billing", NOT_SERVING)
+    path = tmp_path / "prober.yaml"
+    path.write_text(
+        "targets:\n"
+        f"  - {{name: api, kind: grpc, address: '{server.address}'}}\n"
+        f"  - {{name: billing, kind: grpc, address: '{server.address}', service: billing}}\n"
+    )
+    done = run_cli("once", "-c", str(path), "--json")
+    assert done.returncode == 2, done.stderr  # a critical target unhealthy
+    checks = json.loads(done.stdout)["checks"]
+    assert checks["api"]["status"] == "ok" and checks["api"]["details"]["status"] == "SERVING"
+    assert checks["billing"]["message"] == "health of 'billing': NOT_SERVING"

@@ -5,7 +5,9 @@ never answers the ping, a 10 MB frame, a close during the handshake."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from prober.probes import ProbeContext
 from prober.probes.websocket import WebsocketTarget
 from prober.runner import run_probe
 from prober.status import Reason, Result, State
+from tests.helpers import run_cli
 from tests.peers.realtime import TOKEN, RealtimePeers
 
 
@@ -235,3 +238,17 @@ async def test_many_concurrent_runs(ctx: ProbeContext, rt: RealtimePeers) -> Non
 def test_bad_config(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         WebsocketTarget.model_validate({"name": "w", "kind": "websocket", "url": "ws://127.0.0.1:1/", **fields})
+
+
+def test_prober_once(rt: RealtimePeers, tmp_path: Path) -> None:
+    path = tmp_path / "prober.yaml"
+    path.write_text(
+        "targets:\n"
+        f"  - {{name: ws, kind: websocket, url: '{rt.ws('/ws/echo')}', send: ping, expect: ping}}\n"
+        f"  - {{name: sio, kind: websocket, url: '{rt.ws('')}', protocol: socketio}}\n"
+    )
+    done = run_cli("once", "-c", str(path), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    checks = json.loads(done.stdout)["checks"]
+    assert checks["ws"]["details"]["message_bytes"] == 4 and "message" not in checks["ws"]["details"]
+    assert checks["sio"]["details"]["namespace_connected"] is True
