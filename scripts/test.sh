@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need, then runs ruff, mypy and pytest.
 # As root it installs the Debian servers the tests start (PostgreSQL, Redis, ClickHouse, Prometheus,
-# Alertmanager, blackbox_exporter, nginx); otherwise it expects them installed.
+# Alertmanager, blackbox_exporter, nginx, dnsmasq); otherwise it expects them installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(postgresql redis-server redis-sentinel clickhouse-server clickhouse-client
-  prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx-light)
+  prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx-light dnsmasq-base)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -72,6 +72,10 @@ EXPECTED: dict[str, str] = {
     "No such file or directory",
     "unreadable-secret-file.yaml": ":5: targets[0] 'api' (http): bearer_token_file: cannot read "
     "'/nonexistent/prober-token': No such file or directory",
+    "bad-websocket-url.yaml": ":4: targets[0] 'realtime' (websocket): url: expected a ws:// or wss:// URL with a host",
+    "socketio-with-send.yaml": ":6: targets[0] 'realtime' (websocket): send: only with protocol: websocket",
+    "bad-grpc-metadata.yaml": ":5: targets[0] 'orders' (grpc): metadata: 'X-Api-Key' is not a usable metadata key",
+    "bad-dns-type.yaml": ":5: targets[0] 'db-dns' (dns): type: Input should be 'A', 'AAAA', 'CNAME', 'MX', 'TXT',",
 }
 
 

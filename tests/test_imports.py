@@ -1,6 +1,7 @@
-"""Database drivers and cryptography are imported only by the kinds that use them (idle memory: a daemon
-probing HTTP endpoints does not carry asyncpg, redis-py, pymongo, minio-py, urllib3, clickhouse-connect or
-cryptography). Each case runs in a fresh interpreter, the only place where ``sys.modules`` tells the truth."""
+"""Database drivers, protocol libraries and cryptography are imported only by the kinds that use them (idle
+memory: a daemon probing HTTP endpoints does not carry asyncpg, redis-py, pymongo, minio-py, urllib3,
+clickhouse-connect, dnspython, grpclib (with h2 and protobuf) or cryptography). Each case runs in a fresh
+interpreter, the only place where ``sys.modules`` tells the truth."""
 
 from __future__ import annotations
 
@@ -15,15 +16,29 @@ import pytest
 from prober.probes import KINDS
 from tests.helpers import ROOT, free_port
 
-HEAVY = ("asyncpg", "redis", "pymongo", "minio", "urllib3", "clickhouse_connect", "cryptography")
+HEAVY = (
+    "asyncpg",
+    "redis",
+    "pymongo",
+    "minio",
+    "urllib3",
+    "clickhouse_connect",
+    "cryptography",
+    "dns",
+    "grpclib",
+    "h2",
+    "google.protobuf",
+)
 DRIVERS = {
     "postgres": "asyncpg",
     "redis": "redis",
     "mongodb": "pymongo",
     "minio": "minio",
     "clickhouse": "clickhouse_connect",
+    "dns": "dns",
+    "grpc": "grpclib",
 }
-DRIVERLESS = {"http", "tcp", "tls"}  # sockets, aiohttp and (on first TLS use) cryptography only
+DRIVERLESS = {"http", "tcp", "tls", "websocket"}  # sockets, aiohttp and (on first TLS use) cryptography only
 
 
 def test_every_kind_has_an_import_case() -> None:
@@ -82,15 +97,19 @@ def _report(tmp_path: Path, targets: str, mode: str = "load") -> dict[str, Any]:
     return report
 
 
-def test_http_tcp_tls_config_imports_no_driver(tmp_path: Path) -> None:
+def test_driverless_config_imports_no_driver(tmp_path: Path) -> None:
+    port = free_port()
     targets = (
         "  - {name: web, kind: http, url: 'https://127.0.0.1:1/health'}\n"
         "  - {name: port, kind: tcp, address: '127.0.0.1:1'}\n"
         "  - {name: cert, kind: tls, address: '127.0.0.1:1'}\n"
+        f"  - {{name: ws, kind: websocket, url: 'ws://127.0.0.1:{port}/'}}\n"
+        f"  - {{name: sio, kind: websocket, url: 'ws://127.0.0.1:{port}/', protocol: socketio}}\n"
     )
-    report = _report(tmp_path, targets)
-    assert report["kinds"] == ["http", "tcp", "tls"]
+    report = _report(tmp_path, targets, mode="run")
+    assert report["kinds"] == ["http", "tcp", "tls", "websocket"]
     assert report["after_load"] == []
+    assert report["after_run"] == []  # cryptography comes only with a certificate to read
 
 
 def _target(kind: str, port: int) -> str:
@@ -102,6 +121,8 @@ def _target(kind: str, port: int) -> str:
         # health endpoints off: the S3 part (minio-py in a worker thread) is what runs
         "minio": f"endpoint: 'http://{address}', bucket: probes, access_key: k, secret_key: s, health_endpoints: false",
         "clickhouse": f"url: 'http://{address}'",
+        "dns": f"query_name: app.example, server: '{address}', transport: tcp",
+        "grpc": f"address: '{address}'",
     }[kind]
     return f"  - {{name: db, kind: {kind}, {fields}}}\n"
 
@@ -113,7 +134,7 @@ def test_a_database_kind_loads_only_its_own_driver(tmp_path: Path, kind: str) ->
     others = {driver for other, driver in DRIVERS.items() if other != kind}
     # mongodb and minio validate the URI / bucket name with their driver: loading may import it, no other
     assert others.isdisjoint(report["after_load"])
-    if kind in ("postgres", "redis", "clickhouse"):
+    if kind in ("postgres", "redis", "clickhouse", "dns", "grpc"):
         assert DRIVERS[kind] not in report["after_load"]
     assert DRIVERS[kind] in report["after_run"]
     assert others.isdisjoint(report["after_run"])

@@ -25,12 +25,24 @@ from pydantic import Field
 
 from prober.judge import Observable, Observation, Rule, hidden_names
 from prober.models import TargetBase
-from prober.probes import clickhouse, http, minio, mongodb, postgres, redis, tcp, tls
+from prober.probes import clickhouse, dns, grpc, http, minio, mongodb, postgres, redis, tcp, tls, websocket
 from prober.probes._context import ProbeContext
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[Observation]]
 
-MODULES: tuple[ModuleType, ...] = (clickhouse, http, minio, mongodb, postgres, redis, tcp, tls)
+MODULES: tuple[ModuleType, ...] = (
+    clickhouse,
+    dns,
+    grpc,
+    http,
+    minio,
+    mongodb,
+    postgres,
+    redis,
+    tcp,
+    tls,
+    websocket,
+)
 
 
 @dataclass(frozen=True, slots=True)

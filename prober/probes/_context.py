@@ -22,7 +22,7 @@ class ProbeContext:
 
     def __init__(self, blocking_workers: int = 8) -> None:
         self._session: aiohttp.ClientSession | None = None
-        self._ssl: dict[tuple[str | None, bool], ssl.SSLContext] = {}
+        self._ssl: dict[tuple[str | None, bool, tuple[str, ...]], ssl.SSLContext] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._blocking_workers = blocking_workers
 
@@ -47,9 +47,12 @@ class ProbeContext:
             )
         return self._session
 
-    def ssl_context(self, ca_file: str | None = None, verify: bool = True) -> ssl.SSLContext:
-        """A client TLS context, built once per (ca_file, verify) and reused by every run."""
-        key = (ca_file, verify)
+    def ssl_context(
+        self, ca_file: str | None = None, verify: bool = True, alpn: tuple[str, ...] = ()
+    ) -> ssl.SSLContext:
+        """A client TLS context, built once per (ca_file, verify, alpn) and reused by every run. ``alpn``:
+        the protocols offered in the handshake (``("h2",)`` for gRPC, whose servers require it)."""
+        key = (ca_file, verify, alpn)
         found = self._ssl.get(key)
         if found is None:
             if verify:
@@ -58,6 +61,8 @@ class ProbeContext:
                 found = ssl.create_default_context()
                 found.check_hostname = False
                 found.verify_mode = ssl.CERT_NONE
+            if alpn:
+                found.set_alpn_protocols(list(alpn))
             self._ssl[key] = found
         return found
 

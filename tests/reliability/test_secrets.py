@@ -25,8 +25,8 @@ def required_cases() -> set[tuple[str, str]]:
     cases = set()
     for name, kind in KINDS.items():
         fields = set(kind.model.SECRET_FIELDS) | {f for f in URL_FIELDS if f in kind.model.model_fields}
-        if "headers" in kind.model.model_fields:
-            fields.add("headers")
+        # maps of secrets (headers, metadata, auth payloads)
+        fields |= {n for n, f in kind.model.model_fields.items() if str(f.annotation).startswith("dict[str, pydantic")}
         cases |= {(name, field) for field in fields}
     return cases
 
@@ -67,6 +67,12 @@ def config(peers: Peers, token_file: Path) -> str:
         "bucket: uploads, health_endpoints: false}",
         f"{{name: ch-url, kind: clickhouse, url: 'http://app:{CANARY}@{http}/db'}}",
         f"{{name: ch-password, kind: clickhouse, url: 'http://app@{echo}/db', password: {CANARY}}}",
+        f"{{name: ws-url, kind: websocket, url: 'ws://app:{CANARY}@{echo}/'}}",
+        f"{{name: ws-bearer, kind: websocket, url: 'ws://{echo}/', bearer_token: {CANARY}}}",
+        f"{{name: ws-header, kind: websocket, url: 'ws://{echo}/', headers: {{X-Api-Key: {CANARY}}}}}",
+        f"{{name: sio-auth, kind: websocket, url: 'ws://{echo}/', protocol: socketio, auth: {{token: {CANARY}}}}}",
+        f"{{name: grpc-bearer, kind: grpc, address: '{echo}', bearer_token: {CANARY}}}",
+        f"{{name: grpc-metadata, kind: grpc, address: '{garbage}', metadata: {{x-api-key: {CANARY}}}}}",
     ]
     return (
         f"server:\n  bearer_token_file: {token_file}\n"
