@@ -85,7 +85,7 @@ class WebsocketTarget(TargetBase):
     # plain WebSocket
     send: str | None = None  # a text message sent after the upgrade
     expect: str | None = None  # text the first message must contain
-    receive: bool = False  # wait for the first message (implied by send and expect)
+    receive: bool = False  # wait for the first message (implied by send, expect and a condition on message)
     ping: bool = True  # ping and time the pong
     # Socket.IO
     namespace: str = Field(default="/", pattern=r"^/[^,?#]*$")
@@ -118,8 +118,8 @@ OBSERVES: dict[str, Observable] = {
     "pong_ms": Observable("double", "websocket: the ping's round trip, milliseconds"),
     "message": Observable(
         "dyn",
-        "websocket: the first message (read when send, expect or receive asks for it): the parsed JSON when it "
-        "is JSON, else its text",
+        "websocket: the first message (read when send, expect, receive or a condition asks for it): the parsed "
+        "JSON when it is JSON, else its text",
         shown=False,
     ),
     "message_bytes": Observable("int", "websocket: the first message's size"),
@@ -300,7 +300,7 @@ async def _plain(target: WebsocketTarget, sock: _Socket, run: Run, step: _Step) 
     values: dict[str, Any] = {}
     if target.send is not None:
         await sock.send_text(target.send)
-    if target.send is not None or target.expect is not None or target.receive:
+    if target.send is not None or target.expect is not None or target.receive or "message" in target.condition_names:
         step.now = "waiting for the first message"
         with run.phase("message"):
             message = await sock.receive()

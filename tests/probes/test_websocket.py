@@ -252,3 +252,9 @@ def test_prober_once(rt: RealtimePeers, tmp_path: Path) -> None:
     checks = json.loads(done.stdout)["checks"]
     assert checks["ws"]["details"]["message_bytes"] == 4 and "message" not in checks["ws"]["details"]
     assert checks["sio"]["details"]["namespace_connected"] is True
+
+
+async def test_a_condition_on_the_first_message_makes_the_run_read_it(ctx: ProbeContext, rt: RealtimePeers) -> None:
+    """Without send, expect or receive, a condition that names ``message`` is enough to read it."""
+    result = await probe(ctx, rt.ws("/ws/hello"), ping=False, degraded_if=["message.status == 'ok'"])
+    assert (result.state, result.message) == (State.DEGRADED, "degraded: message.status == 'ok' (ok)")
