@@ -57,12 +57,15 @@ def check_names(
     *,
     what: str = "parameter",
     elsewhere: Mapping[str, str] | None = None,
+    case_insensitive: bool = False,
 ) -> None:
     """Raise ValueError for the first parameter that is rejected or unknown. Messages name the parameter,
     never its value (a value may be a password). ``elsewhere``: names known to another form of the string
-    (``schema`` is Prisma's, not libpq's), with what to say about them."""
+    (``schema`` is Prisma's, not libpq's), with what to say about them. ``case_insensitive``: names are
+    matched whatever their case (MongoDB's connection-string options)."""
+    folded = {k.lower(): v for k, v in table.items()} if case_insensitive else table
     for name in names:
-        param = table.get(name)
+        param = folded.get(name.lower() if case_insensitive else name)
         if param is None:
             if elsewhere and name in elsewhere:
                 raise ValueError(f"{what} {name!r}: {elsewhere[name]}")
