@@ -21,6 +21,8 @@ from pydantic import (
     StringConstraints,
 )
 
+from prober.redact import credential_values
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -120,7 +122,8 @@ class TargetBase(Timing):
     critical: bool = True
 
     def secrets(self) -> list[str]:
-        """Every secret value this target holds (secret fields and URL passwords), for redaction."""
+        """Every secret value this target holds (secret fields, URL passwords and the values of URL query
+        parameters whose names mark credentials), for redaction."""
         found: list[str] = []
         for value in self.__dict__.values():
             if isinstance(value, SecretStr):
@@ -129,6 +132,7 @@ class TargetBase(Timing):
                 found.extend(v.get_secret_value() for v in value.values() if isinstance(v, SecretStr))
             elif isinstance(value, str) and "://" in value:
                 found.extend(url_passwords(value))
+                found.extend(credential_values(value))
         return [s for s in found if s]
 
     @abstractmethod
