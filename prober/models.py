@@ -49,6 +49,16 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
 
+
+def parse_period(value: Any) -> float:
+    """A duration that may be zero (``0s``): a period that can be switched off."""
+    if isinstance(value, str) and value.strip() in ("0s", "0ms", "0m", "0h"):
+        return 0.0
+    return parse_duration(value)
+
+
+Period = Annotated[float, BeforeValidator(parse_period), PlainSerializer(format_duration, return_type=str)]
+
 # The default upper bounds (seconds) of every target's run latency histogram: ``metrics.duration_buckets``.
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -99,6 +109,9 @@ class Timing(Strict):
     failure_threshold: PositiveInt = 1
     success_threshold: PositiveInt = 1
     degraded_latency: Duration | None = None
+    # Docker's HEALTHCHECK --start-period: from when the target is first scheduled until its first success
+    # or the end of the period, failed runs leave it unknown and do not count towards failure_threshold.
+    start_period: Period = 0.0
 
 
 TIMING_FIELDS: tuple[str, ...] = tuple(Timing.model_fields)

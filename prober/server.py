@@ -34,6 +34,7 @@ def check_json(status: TargetStatus) -> dict[str, Any]:
     last = status.last
     return {
         "status": status.state.value,
+        "starting": status.starting(),
         "kind": status.kind,
         "critical": status.critical,
         "latency_ms": round(last.latency * 1000, 2) if last and last.latency is not None else None,
