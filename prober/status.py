@@ -222,10 +222,10 @@ class Board:
         self.configured_targets = 0  # in the config, before sharding
         self.event_loop_tasks = 0  # read on the event loop just before a scrape is rendered
 
-    def apply(self, targets: Iterable[Configured], now: float | None = None) -> None:
+    def apply(self, targets: Iterable[Configured], now: float | None = None, start_periods: bool = False) -> None:
         """Adopt a new target set. Unchanged targets keep their state and counters; a target whose
-        kind changed starts afresh; removed targets are forgotten (and so vanish from /metrics). A new
-        target's start period begins now."""
+        kind changed starts afresh; removed targets are forgotten (and so vanish from /metrics). With
+        ``start_periods`` (the scheduler's), a new target's start period begins now; ``prober once`` has none."""
         now = time.time() if now is None else now
         fresh: dict[str, TargetStatus] = {}
         for target in targets:
@@ -234,7 +234,7 @@ class Board:
                 known = TargetStatus(
                     target.name, target.kind, target.critical, histogram=Histogram(self.duration_buckets)
                 )
-                if target.start_period > 0:
+                if start_periods and target.start_period > 0:
                     known.starting_until = now + target.start_period
             known.critical, known.interval = target.critical, target.interval
             fresh[target.name] = known

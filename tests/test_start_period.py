@@ -29,7 +29,7 @@ def tcp(name: str, start_period: str = "0s") -> TcpTarget:
 
 def test_failures_in_the_start_period_leave_the_target_unknown() -> None:
     board = Board()
-    board.apply([tcp("db", "60s")], now=1000.0)
+    board.apply([tcp("db", "60s")], now=1000.0, start_periods=True)
     status = board.targets["db"]
     for at in (1001.0, 1002.0, 1030.0):
         status.record(DOWN, failure_threshold=1, success_threshold=1, now=at)
@@ -41,7 +41,7 @@ def test_failures_in_the_start_period_leave_the_target_unknown() -> None:
 
 def test_the_first_success_ends_the_period() -> None:
     board = Board()
-    board.apply([tcp("db", "60s")], now=1000.0)
+    board.apply([tcp("db", "60s")], now=1000.0, start_periods=True)
     status = board.targets["db"]
     status.record(DOWN, 1, 1, now=1001.0)
     status.record(OK, 1, 1, now=1002.0)
@@ -52,7 +52,7 @@ def test_the_first_success_ends_the_period() -> None:
 
 def test_after_the_period_the_ordinary_rules_apply() -> None:
     board = Board()
-    board.apply([tcp("db", "10s")], now=1000.0)
+    board.apply([tcp("db", "10s")], now=1000.0, start_periods=True)
     status = board.targets["db"]
     status.record(DOWN, 3, 1, now=1005.0)
     assert status.state is State.UNKNOWN
@@ -63,7 +63,7 @@ def test_after_the_period_the_ordinary_rules_apply() -> None:
 
 def test_failures_in_the_period_do_not_count_towards_the_threshold() -> None:
     board = Board()
-    board.apply([tcp("db", "10s")], now=1000.0)
+    board.apply([tcp("db", "10s")], now=1000.0, start_periods=True)
     status = board.targets["db"]
     for at in (1001.0, 1002.0):
         status.record(DOWN, 2, 1, now=at)
@@ -76,15 +76,15 @@ def test_failures_in_the_period_do_not_count_towards_the_threshold() -> None:
 
 def test_a_reload_that_adds_a_target_starts_its_period_and_keeps_the_others() -> None:
     board = Board()
-    board.apply([tcp("a", "10s")], now=1000.0)
-    board.apply([tcp("a", "10s"), tcp("b", "10s")], now=1050.0)
+    board.apply([tcp("a", "10s")], now=1000.0, start_periods=True)
+    board.apply([tcp("a", "10s"), tcp("b", "10s")], now=1050.0, start_periods=True)
     assert not board.targets["a"].starting(1051.0) and board.targets["b"].starting(1051.0)
     assert not board.targets["b"].starting(1060.0)
 
 
 def test_without_a_start_period_nothing_changes() -> None:
     board = Board()
-    board.apply([tcp("db")], now=1000.0)
+    board.apply([tcp("db")], now=1000.0, start_periods=True)
     board.targets["db"].record(DOWN, 3, 1, now=1000.5)
     assert board.targets["db"].state is State.UNHEALTHY and not board.targets["db"].starting(1000.5)
 
