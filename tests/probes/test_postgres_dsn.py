@@ -18,7 +18,7 @@ from prober.errors import ConfigError
 from prober.models import TargetBase
 from prober.probes import ProbeContext, Target
 from prober.probes._params import names_by_treatment
-from prober.probes.postgres import TABLES, PostgresTarget, parse_dsn, tls_plan
+from prober.probes.postgres import TABLES, Client, PostgresTarget, parse_dsn, tls_plan
 from prober.runner import run_probe
 from prober.status import Reason, State
 from tests.helpers import ROOT
@@ -190,8 +190,8 @@ def test_client_field_decides_whose_parameters_are_read() -> None:
         ("postgresql://u@h/db?sslmode=require&uselibpqcompat=true", None, ("require", "none")),
     ],
 )
-def test_tls_follows_the_client_whose_form_it_is(dsn: str, client: str | None, plan: tuple[str, str]) -> None:
-    found = tls_plan(parse_dsn(dsn, client), None)  # type: ignore[arg-type]  # a Client or None
+def test_tls_follows_the_client_whose_form_it_is(dsn: str, client: Client | None, plan: tuple[str, str]) -> None:
+    found = tls_plan(parse_dsn(dsn, client), None)
     assert (found.mode, found.verify) == plan
 
 
