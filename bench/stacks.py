@@ -137,8 +137,8 @@ def main() -> None:
         "",
         f"{runs} runs of each postgres target, alternating, against one real PostgreSQL 15 on loopback "
         "(plaintext, a fresh connection per run); both run the same one-round-trip facts query, whose schema "
-        "lookup is a bound parameter (null without a schema). The redactor remembers the result per text, so a repeated "
-        "message costs one dict lookup either way; the table shows the first time a text is seen.",
+        "lookup is a bound parameter (null without a schema). The redactor remembers the result per text, so a "
+        "repeated message costs one dict lookup either way; the table shows the first time a text is seen.",
         "",
     ]
     OUT.write_text("\n".join(lines))
