@@ -56,6 +56,9 @@ EXPECTED: dict[str, str] = {
     "No such file or directory",
     "unreadable-secret-file.yaml": ":5: targets[0] 'api' (http): bearer_token_file: cannot read "
     "'/nonexistent/prober-token': No such file or directory",
+    "unknown-dsn-parameter.yaml": ":4: targets[0] 'db' (postgres): dsn: unknown parameter 'conection_limit' "
+    "(did you mean 'connection_limit'?)",
+    "bad-start-period.yaml": ":2: defaults.start_period: expected a duration such as 500ms, 15s, 2m or 1h, got 60",
 }
 
 
