@@ -644,6 +644,8 @@ def _object_storage(derived: _Derived) -> None:
             if derived.get("MINIO_PORT") is not None and ":" not in endpoint:
                 target["port"] = derived.get("MINIO_PORT")
                 used.append("MINIO_PORT")
+            elif ":" in endpoint:
+                derived.ignore(["MINIO_PORT"], "MINIO_ENDPOINT names its port")
         keys = _first(derived, ["MINIO_ACCESS_KEY", "MINIO_ROOT_USER"])
         if keys is not None:
             secret = "MINIO_SECRET_KEY" if keys == "MINIO_ACCESS_KEY" else "MINIO_ROOT_PASSWORD"

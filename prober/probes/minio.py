@@ -82,8 +82,10 @@ def _check_endpoint(endpoint: str, info: ValidationInfo) -> str:
             bare = urlsplit(f"//{endpoint}")
             written_port = bare.port
         except ValueError:
-            raise ValueError(f"expected a host, host:port or http(s)://host:port, got {endpoint!r}") from None
-        if not bare.hostname or bare.netloc != endpoint or "@" in endpoint:
+            raise ValueError("expected a host, host:port or http(s)://host:port") from None
+        if "@" in endpoint:
+            raise ValueError("put the keys in access_key and secret_key, not in the endpoint")
+        if not bare.hostname or bare.netloc != endpoint:
             raise ValueError(f"expected a host, host:port or http(s)://host:port, got {endpoint!r}")
         if written_port is not None and port is not None:
             raise ValueError("the port is written twice: in the endpoint and in port")

@@ -1,6 +1,6 @@
 """The ``minio`` and ``clickhouse`` kinds configured as their Node.js clients are: minio-js's ``endPoint`` (a
 bare host) with ``port`` and ``useSSL`` against the real S3 server (SeaweedFS), and @clickhouse/client's URL
-parameters against the ClickHouse engine behind its HTTP front (see tests/peers/)."""
+parameters (a run with them against the ClickHouse engine is in test_clickhouse.py, beside its fixtures)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,10 @@ from prober.probes.minio import MinioTarget
 from prober.runner import run_probe
 from prober.status import State
 from tests.helpers import ROOT
-from tests.peers import clickhouse as peers_ch
 from tests.peers import minio as peers_minio
-from tests.peers.clickhouse import ChdbFront
 from tests.peers.minio import ACCESS_KEY, BUCKET, SECRET_KEY, Weed
 
 weed = peers_minio.weed
-chdb_front_session = peers_ch.chdb_front_session
-chdb_front = peers_ch.chdb_front
 
 
 def minio(**fields: Any) -> MinioTarget:
@@ -56,6 +52,7 @@ def test_minio_endpoint_as_minio_js_takes_it(fields: dict[str, Any], endpoint: s
         ({"endpoint": "http://minio:9000", "port": 9000}, "go with a bare host"),
         ({"endpoint": "minio:9000", "port": 9001}, "the port is written twice"),
         ({"endpoint": "minio/uploads"}, "expected a host, host:port"),
+        ({"endpoint": "user:hunter2pw@minio"}, "put the keys in access_key"),
         ({"endpoint": "minio", "port": 0}, "greater than 0"),
     ],
 )
@@ -75,16 +72,6 @@ async def test_minio_js_settings_against_a_real_s3_server(weed: Weed, ctx: Probe
         health_endpoints=False,
     )
     result = await run_probe(made, ctx)
-    assert result.state is State.OK, result.message
-
-
-async def test_clickhouse_client_url_parameters_are_accepted(chdb_front: ChdbFront, ctx: ProbeContext) -> None:
-    url = (
-        chdb_front.url()
-        + "?application=vizora&request_timeout=30000&max_open_connections=10&compression_response=1"
-        + "&clickhouse_setting_async_insert=1&ch_wait_for_async_insert=0&keep_alive_enabled=true"
-    )
-    result = await run_probe(clickhouse(url), ctx)
     assert result.state is State.OK, result.message
 
 
