@@ -554,6 +554,29 @@ def _postgres(derived: _Derived) -> None:
     derived.add(target, [name for name in libpq if derived.environ.get(name, "").strip()])
 
 
+def _url_else_host(derived: _Derived, name: str, url_var: str, host_var: str, parts: list[str]) -> str | None:
+    """A dependency given as one URL (``REDIS_URL``) or as a host and its parts (``REDIS_HOST``, ...): the
+    target from the URL when it is set (the others noted as ignored); else the host, if set."""
+    url = derived.get(url_var)
+    if url is not None:
+        derived.add({"name": name, "kind": name, "critical": False, "url": url}, [url_var])
+        derived.ignore([host_var, *parts], f"the {name} target comes from {url_var}")
+        return None
+    host = derived.get(host_var)
+    if host is None:
+        derived.ignore(parts, f"{host_var} is not set")
+    return host
+
+
+def _add_from_parts(derived: _Derived, target: dict[str, Any], prefix: str, parts: list[str]) -> None:
+    """Add a target built from ``<prefix>_HOST`` and its parts; ``<prefix>_PASSWORD`` goes into its password field."""
+    password = derived.get(f"{prefix}_PASSWORD")
+    if password is not None:
+        target["password"] = password
+    used = [f"{prefix}_HOST", *(name for name in parts if derived.environ.get(name, "").strip())]
+    derived.add(target, used)
+
+
 def _quoted(value: str) -> str:
     """A value for libpq's key='value' form: backslashes and quotes escaped."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
@@ -561,14 +584,8 @@ def _quoted(value: str) -> str:
 
 def _redis(derived: _Derived) -> None:
     parts = ["REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB", "REDIS_TLS"]
-    url = derived.get("REDIS_URL")
-    if url is not None:
-        derived.add({"name": "redis", "kind": "redis", "critical": False, "url": url}, ["REDIS_URL"])
-        derived.ignore(["REDIS_HOST", *parts], "the redis target comes from REDIS_URL")
-        return
-    host = derived.get("REDIS_HOST")
+    host = _url_else_host(derived, "redis", "REDIS_URL", "REDIS_HOST", parts)
     if host is None:
-        derived.ignore(parts, "REDIS_HOST is not set")
         return
     tls = (derived.get("REDIS_TLS") or "").lower() in ("true", "1", "yes", "on")
     user = derived.get("REDIS_USERNAME")
@@ -576,11 +593,7 @@ def _redis(derived: _Derived) -> None:
     host_part = f"[{host}]" if ":" in host else host
     built = f"{'rediss' if tls else 'redis'}://{userinfo}{host_part}:{derived.get('REDIS_PORT') or 6379}"
     built += f"/{derived.get('REDIS_DB')}" if derived.get("REDIS_DB") else ""
-    target: dict[str, Any] = {"name": "redis", "kind": "redis", "critical": False, "url": built}
-    password = derived.get("REDIS_PASSWORD")
-    if password is not None:
-        target["password"] = password
-    derived.add(target, ["REDIS_HOST", *(name for name in parts if derived.environ.get(name, "").strip())])
+    _add_from_parts(derived, {"name": "redis", "kind": "redis", "critical": False, "url": built}, "REDIS", parts)
 
 
 def _mongodb(derived: _Derived) -> None:
@@ -597,14 +610,8 @@ def _mongodb(derived: _Derived) -> None:
 
 def _clickhouse(derived: _Derived) -> None:
     parts = ["CLICKHOUSE_PORT", "CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_DATABASE"]
-    url = derived.get("CLICKHOUSE_URL")
-    if url is not None:
-        derived.add({"name": "clickhouse", "kind": "clickhouse", "critical": False, "url": url}, ["CLICKHOUSE_URL"])
-        derived.ignore(["CLICKHOUSE_HOST", *parts], "the clickhouse target comes from CLICKHOUSE_URL")
-        return
-    host = derived.get("CLICKHOUSE_HOST")
+    host = _url_else_host(derived, "clickhouse", "CLICKHOUSE_URL", "CLICKHOUSE_HOST", parts)
     if host is None:
-        derived.ignore(parts, "CLICKHOUSE_HOST is not set")
         return
     base = host if "://" in host else f"http://{host}"
     split = urlsplit(base)
@@ -614,16 +621,9 @@ def _clickhouse(derived: _Derived) -> None:
     if user:
         netloc = f"{quote(user, safe='')}@{netloc}"
     database = derived.get("CLICKHOUSE_DATABASE") or split.path.strip("/")
-    target: dict[str, Any] = {
-        "name": "clickhouse",
-        "kind": "clickhouse",
-        "critical": False,
-        "url": f"{split.scheme}://{netloc}/{quote(database or '', safe='')}",
-    }
-    password = derived.get("CLICKHOUSE_PASSWORD")
-    if password is not None:
-        target["password"] = password
-    derived.add(target, ["CLICKHOUSE_HOST", *(name for name in parts if derived.environ.get(name, "").strip())])
+    url = f"{split.scheme}://{netloc}/{quote(database or '', safe='')}"
+    target: dict[str, Any] = {"name": "clickhouse", "kind": "clickhouse", "critical": False, "url": url}
+    _add_from_parts(derived, target, "CLICKHOUSE", parts)
 
 
 def _object_storage(derived: _Derived) -> None:
