@@ -384,7 +384,8 @@ def validate(document: Any, source: str, environ: Mapping[str, str], base: Path)
             targets.append(target)
     if problems.lines or server is None or defaults is None or metrics is None:
         raise ConfigError(problems.lines)
-    return Config(source, server, defaults, max_concurrency, tuple(targets), metrics, tuple(sorted(problems.secrets)))
+    secrets = tuple(sorted(problems.secrets))
+    return Config(source, server, defaults, max_concurrency, tuple(targets), metrics, variable_secrets=secrets)
 
 
 def parse_yaml(text: str, source: str) -> Any:
