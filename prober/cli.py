@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
         help="config file (default: $PROBER_CONFIG, /etc/prober/prober.yaml, "
         "else targets from DATABASE_URL, REDIS_URL, APP_READINESS_URL, ...)",
     )
+    common.add_argument(
+        "--env-file",
+        help="the application's dotenv file, read for zero-config and ${VAR} interpolation (default: "
+        "$PROBER_ENV_FILE); variables of the process's own environment win",
+    )
     common.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("PROBER_LOG_FORMAT", "text"))
     common.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default=os.environ.get("PROBER_LOG_LEVEL", "info")
@@ -210,6 +215,8 @@ def run(path: str | None, listen: str | None, shard_spec: str | None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.setup(args.log_format, args.log_level)
+    if getattr(args, "env_file", None):
+        os.environ["PROBER_ENV_FILE"] = args.env_file  # read by the config loader, again on every reload
     try:
         if args.command == "check-config":
             return check_config(args.config)

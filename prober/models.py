@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from prober.conditions import Conditions, Projection, projection
+from prober.redact import credential_values
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -50,6 +51,16 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
+
+
+def parse_period(value: Any) -> float:
+    """A duration that may be zero (``0s``): a period that can be switched off."""
+    if isinstance(value, str) and value.strip() in ("0s", "0ms", "0m", "0h"):
+        return 0.0
+    return parse_duration(value)
+
+
+Period = Annotated[float, BeforeValidator(parse_period), PlainSerializer(format_duration, return_type=str)]
 
 # The default upper bounds (seconds) of every target's run latency histogram: ``metrics.duration_buckets``.
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -101,6 +112,9 @@ class Timing(Strict):
     failure_threshold: PositiveInt = 1
     success_threshold: PositiveInt = 1
     degraded_latency: Duration | None = None
+    # Docker's HEALTHCHECK --start-period: from when the target is first scheduled until its first success
+    # or the end of the period, failed runs leave it unknown and do not count towards failure_threshold.
+    start_period: Period = 0.0
 
 
 TIMING_FIELDS: tuple[str, ...] = tuple(Timing.model_fields)
@@ -140,7 +154,8 @@ class TargetBase(Timing):
         return self._reach
 
     def secrets(self) -> list[str]:
-        """Every secret value this target holds (secret fields and URL passwords), for redaction."""
+        """Every secret value this target holds (secret fields, URL passwords and the values of URL query
+        parameters whose names mark credentials), for redaction."""
         found: list[str] = []
         for value in self.__dict__.values():
             if isinstance(value, SecretStr):
@@ -149,6 +164,7 @@ class TargetBase(Timing):
                 found.extend(v.get_secret_value() for v in value.values() if isinstance(v, SecretStr))
             elif isinstance(value, str) and "://" in value:
                 found.extend(url_passwords(value))
+                found.extend(credential_values(value))
         return [s for s in found if s]
 
     @abstractmethod

@@ -1,9 +1,10 @@
 """Keeping secrets out of logs, metrics, /status and error messages.
 
 Two layers: every secret value the configuration holds is replaced wherever it appears, and the
-password part of anything shaped like a URL with userinfo is masked, so that a driver's error
-message that echoes a connection string (with a secret the config does not know, such as one from
-the environment) is still safe.
+password part of anything shaped like a URL with userinfo, and the value of every URL query parameter
+whose name marks a credential (``api_key``, ``token``, ``X-Amz-Signature``, ...: ``CREDENTIAL_PARAMS``),
+are masked, so that a driver's error message that echoes a connection string (with a secret the config
+does not know, such as one from the environment) is still safe.
 """
 
 from __future__ import annotations
@@ -22,6 +23,42 @@ _KEY_VALUE = re.compile(
 
 
 _SCHEME_TOKEN = re.compile(r"(?i)\b(?P<scheme>bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# A URL query parameter (or a form field): ?name=value, &name=value, ;name=value.
+_QUERY_PARAM = re.compile(r"(?P<pre>[?&;])(?P<name>[A-Za-z0-9_.\-]+)=(?P<value>[^&#\s\"'<>]*)")
+# Query parameters whose names mark credentials, compared without case and without '-'/'_'
+# (api_key, api-key, apiKey, X-Amz-Signature, x_amz_credential, ...).
+CREDENTIAL_PARAMS = frozenset(
+    {
+        "key",
+        "apikey",
+        "token",
+        "accesstoken",
+        "auth",
+        "password",
+        "secret",
+        "signature",
+        "sig",
+        "xamzsignature",
+        "xamzcredential",
+    }
+)
+
+
+def _credential_param(name: str) -> bool:
+    return name.replace("-", "").replace("_", "").lower() in CREDENTIAL_PARAMS
+
+
+def credential_values(url: str) -> list[str]:
+    """The values of a URL's credential query parameters (``?api_key=...``): secrets of the config."""
+    if "=" not in url:
+        return []
+    return [m["value"] for m in _QUERY_PARAM.finditer(url) if m["value"] and _credential_param(m["name"])]
+
+
+def _mask_query(match: re.Match[str]) -> str:
+    if not match["value"] or not _credential_param(match["name"]):
+        return match[0]
+    return f"{match['pre']}{match['name']}={MASK}"
 
 
 class Redactor:
@@ -68,6 +105,8 @@ class Redactor:
                 text = text.replace(secret, MASK)
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
         text = _SCHEME_TOKEN.sub(lambda m: f"{m['scheme']} {MASK}", text)
+        if "=" in text:
+            text = _QUERY_PARAM.sub(_mask_query, text)
         return _KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}{MASK}", text)
 
     def deep(self, value: Any) -> Any:
@@ -85,8 +124,10 @@ REDACTOR = Redactor()
 
 
 def redact_url(url: str) -> str:
-    """Mask the password of a URL with userinfo (for logging a configured URL)."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
+    """Mask the password of a URL with userinfo and the values of its credential query parameters (for
+    logging a configured URL)."""
+    url = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
+    return _QUERY_PARAM.sub(_mask_query, url) if "=" in url else url
 
 
 class RedactingFilter(logging.Filter):

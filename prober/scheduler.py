@@ -92,7 +92,7 @@ class Scheduler:
     def apply(self, targets: tuple[TargetBase, ...]) -> None:
         """Adopt a target set: add, remove and reschedule jobs; unchanged targets are left alone."""
         wanted = {t.name: t for t in targets}
-        self.board.apply(targets)
+        self.board.apply(targets, start_periods=True)
         for name in self._targets.keys() - wanted.keys():
             self._aps.remove_job(name)
             self._anchors.pop(name, None)

@@ -35,6 +35,7 @@ def check_json(status: TargetStatus) -> dict[str, Any]:
     last = status.last
     check = {
         "status": status.state.value,
+        "starting": status.starting(),
         "kind": status.kind,
         "critical": status.critical,
         "latency_ms": round(last.latency * 1000, 2) if last and last.latency is not None else None,

@@ -138,11 +138,19 @@ class TargetStatus:
     internal_errors_total: int = 0
     skipped_runs_total: int = 0
     histogram: Histogram = field(default_factory=Histogram)
+    starting_until: float | None = None  # wall-clock end of the start period (None: no start period)
+
+    def starting(self, now: float | None = None) -> bool:
+        """In the start period: it has not ended, and no run has reached the target yet."""
+        if self.starting_until is None or self.last_success is not None:
+            return False
+        return (time.time() if now is None else now) < self.starting_until
 
     def record(self, result: Result, failure_threshold: int, success_threshold: int, now: float | None = None) -> State:
         """Store one run's result, update counters and the debounced state; return the old state."""
         now = time.time() if now is None else now
         previous = self.state
+        starting = self.starting(now)
         self.last, self.last_run = result, now
         self.probes_total += 1
         if result.latency is not None:
@@ -153,6 +161,12 @@ class TargetStatus:
             self.internal_errors_total += 1
         if result.reached:
             self.last_success = now
+        if starting and result.state is State.UNHEALTHY:
+            # Docker's start period: the failure is kept (its reason and message show) but the target stays
+            # unknown, and the failure does not count towards failure_threshold.
+            self.consecutive_failures = self.consecutive_successes = 0
+            self.state = State.UNKNOWN
+            return previous
         self.state = self._debounce(result.state, failure_threshold, success_threshold)
         return previous
 
@@ -200,6 +214,8 @@ class Configured(Protocol):
     def critical(self) -> bool: ...
     @property
     def interval(self) -> float: ...
+    @property
+    def start_period(self) -> float: ...
 
 
 class Board:
@@ -219,9 +235,11 @@ class Board:
         self.configured_targets = 0  # in the config, before sharding
         self.event_loop_tasks = 0  # read on the event loop just before a scrape is rendered
 
-    def apply(self, targets: Iterable[Configured]) -> None:
+    def apply(self, targets: Iterable[Configured], now: float | None = None, start_periods: bool = False) -> None:
         """Adopt a new target set. Unchanged targets keep their state and counters; a target whose
-        kind changed starts afresh; removed targets are forgotten (and so vanish from /metrics)."""
+        kind changed starts afresh; removed targets are forgotten (and so vanish from /metrics). With
+        ``start_periods`` (the scheduler's), a new target's start period begins now; ``prober once`` has none."""
+        now = time.time() if now is None else now
         fresh: dict[str, TargetStatus] = {}
         for target in targets:
             known = self.targets.get(target.name)
@@ -229,6 +247,8 @@ class Board:
                 known = TargetStatus(
                     target.name, target.kind, target.critical, histogram=Histogram(self.duration_buckets)
                 )
+                if start_periods and target.start_period > 0:
+                    known.starting_until = now + target.start_period
             known.critical, known.interval = target.critical, target.interval
             fresh[target.name] = known
         self.targets = fresh

@@ -1,6 +1,7 @@
-"""Print the observations table of a kind (or every kind) as docs/kinds/<kind>.md shows it:
+"""Print the observations table of a kind (or every kind) as docs/kinds/<kind>.md shows it, or write it there:
 
     .venv/bin/python scripts/observations.py postgres
+    .venv/bin/python scripts/observations.py --write          # every kind's page, section "## Observations"
 
 The table is written from the kind's OBSERVES, the one place its names and types are declared;
 tests/test_docs.py checks that each kind's page lists every name."""
@@ -8,6 +9,7 @@ tests/test_docs.py checks that each kind's page lists every name."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from prober.probes import KINDS
 
@@ -21,6 +23,23 @@ def table(kind: str) -> str:
     return "\n".join(rows)
 
 
+def write(kind: str) -> None:
+    """Replace the table of the page's "## Observations" section (the prose around it stays)."""
+    page = Path(__file__).resolve().parent.parent / "docs" / "kinds" / f"{kind}.md"
+    text = page.read_text()
+    start = text.index("## Observations")
+    end = text.find("\n## ", start + 1)
+    end = len(text) if end < 0 else end
+    lines = text[start:end].split("\n")
+    rows = [i for i, line in enumerate(lines) if line.startswith("|")]
+    lines[rows[0] : rows[-1] + 1] = table(kind).split("\n")
+    page.write_text(text[:start] + "\n".join(lines) + text[end:])
+
+
 if __name__ == "__main__":
-    for kind in sys.argv[1:] or list(KINDS):
-        print(f"{kind}:\n{table(kind)}\n")
+    arguments = [a for a in sys.argv[1:] if a != "--write"]
+    for kind in arguments or list(KINDS):
+        if "--write" in sys.argv:
+            write(kind)
+        else:
+            print(f"{kind}:\n{table(kind)}\n")

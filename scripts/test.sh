@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(postgresql redis-server redis-sentinel clickhouse-server clickhouse-client
-  prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx-light dnsmasq-base)
+  prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx-light dnsmasq-base systemd)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

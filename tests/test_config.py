@@ -76,6 +76,9 @@ EXPECTED: dict[str, str] = {
     "socketio-with-send.yaml": ":6: targets[0] 'realtime' (websocket): send: only with protocol: websocket",
     "bad-grpc-metadata.yaml": ":5: targets[0] 'orders' (grpc): metadata: 'X-Api-Key' is not a usable metadata key",
     "bad-dns-type.yaml": ":5: targets[0] 'db-dns' (dns): type: Input should be 'A', 'AAAA', 'CNAME', 'MX', 'TXT',",
+    "unknown-dsn-parameter.yaml": ":4: targets[0] 'db' (postgres): dsn: unknown parameter 'conection_limit' "
+    "(did you mean 'connection_limit'?)",
+    "bad-start-period.yaml": ":2: defaults.start_period: expected a duration such as 500ms, 15s, 2m or 1h, got 60",
 }
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from prober.redact import MASK, RedactingFilter, Redactor, redact_url
 
 
@@ -54,3 +56,19 @@ def test_remembered_results_follow_the_secrets() -> None:
     assert redactor(text) == f"login with {MASK} failed"
     redactor.replace([])
     assert redactor(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("GET https://api.example.org/3/configuration?api_key=k3y&language=en", "?api_key=***&language=en"),
+        ("https://s3/b/o?X-Amz-Signature=abc&X-Amz-Credential=AKIA%2F2024&X-Amz-Date=1", "X-Amz-Date=1"),
+        ("/cb?access-token=t0k&apiKey=a&Api-Key=b&sig=s&auth=x&secret=y&password=z&token=w", "?access-token=***"),
+        ("?monkey=2&keys=3&keyboard=4&key=5", "?monkey=2&keys=3&keyboard=4&key=***"),  # only the names listed
+    ],
+)
+def test_credential_query_parameters_are_masked(text: str, masked: str) -> None:
+    redactor = Redactor()
+    assert masked in redactor(text) and masked in redact_url(text)
+    for secret in ("k3y", "abc", "AKIA%2F2024", "t0k", "=a&", "=b&", "=s&", "=x&", "=y&", "=z&", "=w"):
+        assert f"={secret.strip('=&')}" not in redactor(text).replace("=***", "")

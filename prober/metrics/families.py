@@ -142,6 +142,12 @@ TARGET_FAMILIES: tuple[Family, ...] = (
         labels=("status",),
     ),
     Family(
+        "prober_target_starting",
+        "gauge",
+        "1 during the target's start period (start_period: failed runs leave it unknown), else 0.",
+        value=lambda t: _flag(t.starting()),
+    ),
+    Family(
         "prober_target_critical",
         "gauge",
         "1 if the target is critical (its failure makes the whole unhealthy).",

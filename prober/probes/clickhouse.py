@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiohttp
 from pydantic import AfterValidator, SecretStr
@@ -34,6 +34,7 @@ from prober.models import Duration, ReadableFile, TargetBase, format_duration
 from prober.probes import _aiohttp
 from prober.probes._context import ProbeContext
 from prober.probes._kit import Run
+from prober.probes._params import Param, check_names, ignored, rejected
 from prober.status import Reason
 
 if TYPE_CHECKING:
@@ -78,15 +79,46 @@ _CODE, _STATUS, _SERVER_TEXT = (row.pattern for row in WORDS)
 _VERSION = re.compile(r"^\d+(?:\.\d+){1,4}$")
 
 
+_TUNING = "client-side tuning: the probe opens one connection per run under its own timeout"
+
+# The URL parameters of the official Node.js client, @clickhouse/client (createClient({url}), 1.x).
+PARAMS: dict[str, Param] = {
+    "clickhouse_setting_*": ignored("per-request settings: the probe's own queries run with the server's defaults"),
+    "ch_*": ignored("per-request settings (the short form of clickhouse_setting_*)"),
+    "http_header_*": ignored("extra HTTP headers are not sent; their values are treated as secrets"),
+    "application": ignored("the probe names itself prober"),
+    "session_id": ignored("the probe uses no session"),
+    "request_timeout": ignored(_TUNING),
+    "max_open_connections": ignored(_TUNING),
+    "compression_request": ignored(_TUNING),
+    "compression_response": ignored(_TUNING),
+    "keep_alive_enabled": ignored(_TUNING),
+    "keep_alive_idle_socket_ttl": ignored(_TUNING),
+    "log_level": ignored("client-side logging"),
+    "pathname": rejected("a ClickHouse behind a path prefix is not supported"),
+    "access_token": rejected("JWT authentication is not supported: use a user and password"),
+}
+_PREFIXES = tuple(name.removesuffix("*") for name in PARAMS if name.endswith("*"))
+
+
+def _query(url: str) -> list[tuple[str, str]]:
+    return parse_qsl(urlsplit(url).query, keep_blank_values=True)
+
+
 def _check_url(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        _ = parts.port  # raises ValueError on a port out of range
+    except ValueError:
+        raise ValueError("the URL is not valid (a bad port, or a bad query string)") from None
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL with a host, got {url!r}")
-    if parts.query or parts.fragment:
-        raise ValueError("the URL takes no query string or fragment (http(s)://user:password@host:8123/database)")
+        raise ValueError("expected an http:// or https:// URL with a host")
+    if parts.fragment:
+        raise ValueError("the URL takes no fragment (http(s)://user:password@host:8123/database?params)")
     if "/" in parts.path.strip("/"):
         raise ValueError("the URL path is the database name and nothing else")
-    _ = parts.port  # raises ValueError on a port out of range
+    check_names((key for key, _ in query if not key.startswith(_PREFIXES)), PARAMS)
     return url
 
 
@@ -98,6 +130,12 @@ class ClickhouseTarget(TargetBase):
     password: SecretStr | None = None  # overrides the URL's password; or password_file
     max_replication_lag: Duration = 300.0
     ca_file: ReadableFile | None = None
+
+    def secrets(self) -> list[str]:
+        """Also the values of ``http_header_*`` URL parameters (an API key may travel in a header)."""
+        found = super().secrets()
+        found.extend(value for key, value in _query(self.url) if key.startswith("http_header_") and value)
+        return found
 
     def where(self) -> str:
         return self.url

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import ParseError
 
-from pydantic import AfterValidator, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, model_validator
 
 from prober.errors import ProbeFailure, Words, classify_os_error, describe, driver_errors, said, shorten
 from prober.judge import Observable, Observation, Rule, degraded_if, unhealthy_if
@@ -73,7 +73,27 @@ AUTH_CODES = frozenset(
 BAD_KEY_CODES = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken"})
 
 
-def _check_endpoint(endpoint: str) -> str:
+def _check_endpoint(endpoint: str, info: ValidationInfo) -> str:
+    """``http(s)://host:port``, or a bare host as minio-js's ``endPoint`` (with ``port`` and ``use_ssl``, whose
+    defaults are minio-js's: TLS on, port 443 with TLS and 80 without)."""
+    port, use_ssl = info.data.get("port"), info.data.get("use_ssl")
+    if "://" not in endpoint:
+        try:
+            bare = urlsplit(f"//{endpoint}")
+            written_port = bare.port
+        except ValueError:
+            raise ValueError("expected a host, host:port or http(s)://host:port") from None
+        if "@" in endpoint:
+            raise ValueError("put the keys in access_key and secret_key, not in the endpoint")
+        if not bare.hostname or bare.netloc != endpoint:
+            raise ValueError(f"expected a host, host:port or http(s)://host:port, got {endpoint!r}")
+        if written_port is not None and port is not None:
+            raise ValueError("the port is written twice: in the endpoint and in port")
+        secure = use_ssl is not False
+        host = f"[{bare.hostname}]" if ":" in bare.hostname else bare.hostname
+        endpoint = f"{'https' if secure else 'http'}://{host}:{written_port or port or (443 if secure else 80)}"
+    elif port is not None or use_ssl is not None:
+        raise ValueError("port and use_ssl go with a bare host (minio-js's endPoint), not with a URL")
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected http://host:port or https://host:port, got {endpoint!r}")
@@ -99,6 +119,8 @@ class MinioTarget(TargetBase):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("secret_key",)
 
     kind: Literal["minio"]
+    port: Annotated[int, Field(gt=0, lt=65536)] | None = None  # with a bare endpoint (minio-js's port)
+    use_ssl: bool | None = None  # with a bare endpoint (minio-js's useSSL, default true)
     endpoint: Annotated[str, AfterValidator(_check_endpoint)]
     access_key: str | None = None
     secret_key: SecretStr | None = None

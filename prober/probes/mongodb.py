@@ -42,6 +42,7 @@ from prober.errors import said as said_case
 from prober.judge import Observable, Observation, Rule, degraded_if, unhealthy_if
 from prober.models import Duration, ReadableFile, TargetBase, format_duration
 from prober.probes._context import ProbeContext
+from prober.probes._params import Param, check_names, honoured, ignored, rejected, truthy
 from prober.status import Reason
 
 if TYPE_CHECKING:
@@ -72,6 +73,111 @@ SRV_ONLY = frozenset({"srvservicename", "srvmaxhosts"})
 NOT_PERMITTED = "replSetGetStatus not permitted for this user (needs clusterMonitor): member states and lag unknown"
 
 
+_TIMEOUT = "the probe's own timeout applies (every operation of a run shares one deadline)"
+_POOL = "client-side pool tuning: the probe opens one client per run"
+_WRITES = "write and read concerns: the probe only runs ping, hello, buildInfo and replSetGetStatus"
+_NODE = "a Node.js driver or Mongoose client option with no effect on what the probe sees"
+
+# The connection-string options of the MongoDB Node.js driver (and Mongoose, which hands its URI to it) and
+# of pymongo, matched case-insensitively as both drivers do. "pymongo" marks the options passed on to
+# pymongo, which applies them; every other one is taken out of the URI before pymongo sees it.
+OPTIONS: dict[str, Param] = {
+    "authSource": honoured("pymongo: the database the user is defined in"),
+    "authMechanism": honoured("pymongo"),
+    "authMechanismProperties": honoured("pymongo"),
+    "replicaSet": honoured("pymongo: the set is discovered and judged as a whole"),
+    "directConnection": honoured("pymongo: true probes the one member named"),
+    "loadBalanced": honoured("pymongo"),
+    "tls": honoured("pymongo"),
+    "ssl": honoured("pymongo: the same as tls"),
+    "tlsCAFile": honoured("pymongo: the CA bundle (like ca_file)"),
+    "tlsCertificateKeyFile": honoured("pymongo: a client certificate and key in one PEM file"),
+    "tlsCertificateKeyFilePassword": honoured("pymongo; a secret"),
+    "tlsAllowInvalidCertificates": honoured("pymongo"),
+    "tlsAllowInvalidHostnames": honoured("pymongo"),
+    "tlsInsecure": honoured("pymongo"),
+    "tlsCRLFile": honoured("pymongo"),
+    "tlsDisableOCSPEndpointCheck": honoured("pymongo"),
+    "srvServiceName": honoured("pymongo"),
+    "srvMaxHosts": honoured("pymongo"),
+    "compressors": honoured("pymongo"),
+    "zlibCompressionLevel": honoured("pymongo"),
+    "sslCA": honoured("the Node driver's old name of tlsCAFile, passed to pymongo as tlsCAFile"),
+    "sslValidate": honoured("the Node driver's old option: false is tlsAllowInvalidCertificates=true"),
+    "sslCRL": honoured("the Node driver's old name of tlsCRLFile, passed to pymongo as tlsCRLFile"),
+    "appName": ignored("the probe names itself prober"),
+    "connectTimeoutMS": ignored(_TIMEOUT),
+    "socketTimeoutMS": ignored(_TIMEOUT),
+    "serverSelectionTimeoutMS": ignored(_TIMEOUT),
+    "timeoutMS": ignored(_TIMEOUT),
+    "waitQueueTimeoutMS": ignored(_TIMEOUT),
+    "heartbeatFrequencyMS": ignored(_POOL),
+    "minHeartbeatFrequencyMS": ignored(_NODE),
+    "maxPoolSize": ignored(_POOL),
+    "minPoolSize": ignored(_POOL),
+    "maxIdleTimeMS": ignored(_POOL),
+    "maxConnecting": ignored(_POOL),
+    "waitQueueMultiple": ignored(_POOL),
+    "localThresholdMS": ignored(_POOL),
+    "serverMonitoringMode": ignored(_POOL),
+    "retryWrites": ignored("the probe never retries (retryReads and retryWrites are off)"),
+    "retryReads": ignored("the probe never retries (retryReads and retryWrites are off)"),
+    "w": ignored(_WRITES),
+    "journal": ignored(_WRITES),
+    "j": ignored(_WRITES),
+    "fsync": ignored(_WRITES),
+    "wtimeoutMS": ignored(_WRITES),
+    "wtimeout": ignored(_WRITES),
+    "readConcernLevel": ignored(_WRITES),
+    "readPreference": ignored("the probe reads from the primary, else a secondary (role: secondary: the reverse)"),
+    "readPreferenceTags": ignored("the probe's own read preference applies"),
+    "maxStalenessSeconds": ignored("the probe's own read preference applies; lag is judged by max_replication_lag"),
+    "uuidRepresentation": ignored("the probe reads no documents"),
+    "keepAlive": ignored(_NODE),
+    "keepAliveInitialDelay": ignored(_NODE),
+    "noDelay": ignored(_NODE),
+    "family": ignored(_NODE),
+    "autoSelectFamily": ignored(_NODE),
+    "autoSelectFamilyAttemptTimeout": ignored(_NODE),
+    "monitorCommands": ignored(_NODE),
+    "raw": ignored(_NODE),
+    "promoteLongs": ignored(_NODE),
+    "promoteValues": ignored(_NODE),
+    "promoteBuffers": ignored(_NODE),
+    "bsonRegExp": ignored(_NODE),
+    "ignoreUndefined": ignored(_NODE),
+    "serializeFunctions": ignored(_NODE),
+    "forceServerObjectId": ignored(_NODE),
+    "checkKeys": ignored(_NODE),
+    "enableUtf8Validation": ignored(_NODE),
+    "useBigInt64": ignored(_NODE),
+    "minInternalBufferSize": ignored(_NODE),
+    "useNewUrlParser": ignored(_NODE + " (removed in driver 4; Mongoose apps still write it)"),
+    "useUnifiedTopology": ignored(_NODE + " (removed in driver 4; Mongoose apps still write it)"),
+    "loggerLevel": ignored(_NODE),
+    "mongodbLogPath": ignored(_NODE),
+    "mongodbLogComponentSeverities": ignored(_NODE),
+    "mongodbLogMaxDocumentLength": ignored(_NODE),
+    "dbName": ignored("the probe's commands go to the admin database"),
+    "tz_aware": ignored("a pymongo client option with no effect on what the probe sees"),
+    "datetime_conversion": ignored("a pymongo client option with no effect on what the probe sees"),
+    "unicode_decode_error_handler": ignored("a pymongo client option with no effect on what the probe sees"),
+    "connect": ignored("a pymongo client option: the probe connects on its first command"),
+    "sslCert": rejected("separate certificate and key files are not supported: use tlsCertificateKeyFile"),
+    "sslKey": rejected("separate certificate and key files are not supported: use tlsCertificateKeyFile"),
+    "sslPass": rejected("separate certificate and key files are not supported: use tlsCertificateKeyFile"),
+    "tlsCertificateFile": rejected("separate certificate and key files are not supported: use tlsCertificateKeyFile"),
+    "servername": rejected("the TLS server name is the host's"),
+    "proxyHost": rejected("the probe connects directly: a SOCKS5 proxy is not supported"),
+    "proxyPort": rejected("the probe connects directly: a SOCKS5 proxy is not supported"),
+    "proxyUsername": rejected("the probe connects directly: a SOCKS5 proxy is not supported"),
+    "proxyPassword": rejected("the probe connects directly: a SOCKS5 proxy is not supported"),
+}
+_BY_LOWER = {name.lower(): name for name in OPTIONS}
+_PASSED = frozenset(name.lower() for name, param in OPTIONS.items() if param.why.startswith("pymongo"))
+_RENAMED = {"sslca": "tlsCAFile", "sslcrl": "tlsCRLFile"}
+
+
 def _split_uri(uri: str) -> tuple[str, list[str], dict[str, str]]:
     """``mongodb[+srv]://[user[:password]@]host[:port][,host...]/[db][?options]`` -> scheme, hosts, options
     (option names lower-cased). Only what the probe needs; pymongo parses the URI for real."""
@@ -81,20 +187,44 @@ def _split_uri(uri: str) -> tuple[str, list[str], dict[str, str]]:
     return parts.scheme, [h for h in hosts.split(",") if h], options
 
 
+def driver_uri(uri: str) -> str:
+    """The URI pymongo gets: the options it applies (the Node driver's old names translated), nothing else."""
+    parts = urlsplit(uri)
+    kept: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        lower = key.lower()
+        if lower in _RENAMED:
+            kept.append((_RENAMED[lower], value))
+        elif lower == "sslvalidate":
+            kept.append(("tlsAllowInvalidCertificates", "false" if truthy(value) is not False else "true"))
+        elif lower in _PASSED:
+            kept.append((key, value))
+    return parts._replace(query=urlencode(kept)).geturl()
+
+
 def _check_uri(uri: str) -> str:
     from pymongo.errors import PyMongoError
     from pymongo.uri_parser import parse_uri
 
-    scheme, hosts, options = _split_uri(uri)
+    try:
+        scheme, hosts, _ = _split_uri(uri)
+        written = [key for key, _ in parse_qsl(urlsplit(uri).query, keep_blank_values=True)]
+    except ValueError:
+        raise ValueError("invalid MongoDB URI") from None
     if scheme not in ("mongodb", "mongodb+srv") or not hosts:
         raise ValueError("expected a mongodb:// or mongodb+srv:// URI with a host")
     if scheme == "mongodb+srv" and (len(hosts) != 1 or ":" in hosts[0]):
         raise ValueError("a mongodb+srv:// URI names exactly one host, without a port")
+    check_names(written, OPTIONS, what="option", case_insensitive=True)
+    if "sslvalidate" in {k.lower() for k in written}:
+        value = dict((k.lower(), v) for k, v in parse_qsl(urlsplit(uri).query))["sslvalidate"]
+        if truthy(value) is None:
+            raise ValueError("sslValidate must be true or false")
     # pymongo checks hosts and options without I/O on a mongodb:// URI (an SRV URI would be resolved):
     # check an SRV URI's other options the same way.
-    plain = uri
+    plain = driver_uri(uri)
     if scheme == "mongodb+srv":
-        parts = urlsplit(uri)
+        parts = urlsplit(plain)
         kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in SRV_ONLY]
         plain = parts._replace(scheme="mongodb", query=urlencode(kept)).geturl()
     try:
@@ -119,6 +249,13 @@ class MongodbTarget(TargetBase):
         if self.password is not None and not urlsplit(self.uri).username:
             raise ValueError("password is set but the URI names no user (mongodb://USER@host/...)")
         return self
+
+    def secrets(self) -> list[str]:
+        """Also the password of a client certificate's key, given in the URI."""
+        found = super().secrets()
+        query = parse_qsl(urlsplit(self.uri).query)
+        found.extend(value for key, value in query if key.lower() == "tlscertificatekeyfilepassword" and value)
+        return found
 
     def where(self) -> str:
         return self.uri
@@ -344,7 +481,7 @@ def _client(target: MongodbTarget, watch: _Watch, budget: float) -> AsyncMongoCl
         kwargs["password"] = target.password.get_secret_value()
     if target.ca_file is not None:
         kwargs["tlsCAFile"] = target.ca_file
-    return AsyncMongoClient(target.uri, **kwargs)
+    return AsyncMongoClient(driver_uri(target.uri), **kwargs)
 
 
 def _unreachable(described: TopologyDescription) -> list[Exception]:

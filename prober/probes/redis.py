@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, model_validator
 
@@ -31,6 +32,7 @@ from prober.judge import Observable, Observation, Rule, above, degraded_if, unhe
 from prober.models import Address, ReadableFile, TargetBase, format_duration, split_address
 from prober.probes._context import ProbeContext
 from prober.probes._kit import Run
+from prober.probes._params import Param, check_names, honoured, ignored, rejected, truthy
 from prober.status import Reason
 
 if TYPE_CHECKING:
@@ -38,6 +40,48 @@ if TYPE_CHECKING:
 
 DEFAULT_PORT = 6379
 SENTINEL_SHARE = 1 / 3  # of the run's budget, for asking the Sentinels (all at once)
+
+
+_CLIENT_TUNING = "client-side connection tuning: the probe opens one connection per run under its own timeout"
+_RETRIES = "client-side retry or queue behaviour: the probe makes one attempt per run"
+
+# Query parameters of a redis:// URL as the applications' clients write them: ioredis (and BullMQ, which
+# hands its connection to ioredis: every query parameter becomes a client option), node-redis and redis-py.
+PARAMS: dict[str, Param] = {
+    "family": honoured("4 or 6 (ioredis): connect over IPv4 or IPv6 only; 0: either"),
+    "tls": honoured("true (ioredis habit): TLS, as rediss:// (the host name is verified, against ca_file if set)"),
+    "db": honoured("the database number (redis-py, ioredis), instead of the path"),
+    "connectTimeout": ignored(_CLIENT_TUNING),
+    "commandTimeout": ignored(_CLIENT_TUNING),
+    "socketTimeout": ignored(_CLIENT_TUNING),
+    "keepAlive": ignored(_CLIENT_TUNING),
+    "noDelay": ignored(_CLIENT_TUNING),
+    "connectionName": ignored("the probe does not name its connection (no CLIENT SETNAME round trip)"),
+    "lazyConnect": ignored(_CLIENT_TUNING),
+    "maxRetriesPerRequest": ignored(_RETRIES),
+    "enableReadyCheck": ignored(_RETRIES),
+    "enableOfflineQueue": ignored(_RETRIES),
+    "maxLoadingRetryTime": ignored(_RETRIES),
+    "autoResubscribe": ignored(_RETRIES),
+    "autoResendUnfulfilledCommands": ignored(_RETRIES),
+    "enableAutoPipelining": ignored(_CLIENT_TUNING),
+    "keyPrefix": ignored("the probe reads no keys"),
+    "readOnly": ignored("the probe only runs PING and INFO"),
+    "stringNumbers": ignored("the probe reads no values"),
+    "showFriendlyErrorStack": ignored("client-side error formatting"),
+    "socket_timeout": ignored(_CLIENT_TUNING),
+    "socket_connect_timeout": ignored(_CLIENT_TUNING),
+    "socket_keepalive": ignored(_CLIENT_TUNING),
+    "retry_on_timeout": ignored(_RETRIES),
+    "max_connections": ignored(_CLIENT_TUNING),
+    "health_check_interval": ignored(_CLIENT_TUNING),
+    "client_name": ignored("the probe does not name its connection (no CLIENT SETNAME round trip)"),
+    "decode_responses": ignored("client-side decoding"),
+    "protocol": ignored("the probe speaks RESP2, which every Redis answers"),
+    "name": rejected("Sentinel is configured with the target's sentinels and master_name fields"),
+    "sentinelPassword": rejected("use the target's sentinel_password field"),
+    "password": rejected("write the password in the URL's userinfo or the target's password field"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,29 +92,44 @@ class RedisUrl:
     username: str | None
     password: str | None
     db: int
+    family: int = 0  # socket.AF_UNSPEC, or AF_INET / AF_INET6 from ?family=4|6
 
 
 def _parse_url(url: str) -> RedisUrl:
-    """``redis[s]://[[user]:password@]host[:port][/db]`` -> its parts (userinfo percent-decoded)."""
+    """``redis[s]://[[user]:password@]host[:port][/db][?params]`` -> its parts (userinfo percent-decoded)."""
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"invalid URL: {exc}") from None
+        query = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query)))
+    except ValueError:
+        raise ValueError("invalid URL (a bad port, or a bad query string)") from None
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise ValueError("expected a redis:// or rediss:// URL with a host")
-    if parts.query or parts.fragment:
-        raise ValueError("query parameters are not supported in the URL: use the target's fields")
+    if parts.fragment:
+        raise ValueError("the URL takes no fragment")
+    check_names(query, PARAMS)
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise ValueError(f"the URL path must be a database number, got {path!r}")
+    if "db" in query and (not query["db"].isdigit() or (path and path != query["db"])):
+        raise ValueError("db must be a database number, and the same as the URL path's if both are written")
+    tls = parts.scheme == "rediss"
+    if "tls" in query:
+        wanted = truthy(query["tls"])
+        if wanted is None or (tls and not wanted):
+            raise ValueError("tls must be true or false (and not false in a rediss:// URL)")
+        tls = tls or wanted
+    family = {"0": socket.AF_UNSPEC, "4": socket.AF_INET, "6": socket.AF_INET6}.get(query.get("family", "0"))
+    if family is None:
+        raise ValueError("family must be 4, 6 or 0")
     return RedisUrl(
-        tls=parts.scheme == "rediss",
+        tls=tls,
         host=parts.hostname,
         port=port or DEFAULT_PORT,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
-        db=int(path or 0),
+        db=int(path or query.get("db") or 0),
+        family=family,
     )
 
 
@@ -205,8 +264,9 @@ def _connection(
     db: int,
     timeout: float,
     tls: ssl.SSLContext | None,
+    family: int = socket.AF_UNSPEC,
 ) -> Connection:
-    from redis.asyncio.connection import Connection, SSLConnection
+    from redis.asyncio.connection import Connection
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
@@ -227,7 +287,24 @@ def _connection(
         "redis_connect_func": _no_handshake,
     }
     if tls is None:
-        return Connection(**kwargs)
+        connection = Connection(**kwargs)
+    else:
+        connection = _tls_connection(kwargs, tls)
+    if family != socket.AF_UNSPEC:
+        # ?family=4|6 (ioredis): redis-py hands _connection_arguments() to asyncio.open_connection, which
+        # takes the address family (redis-py 8.1; pinned below 9 and covered by the family tests).
+        arguments = connection._connection_arguments
+
+        def with_family() -> Mapping[str, Any]:
+            return {**arguments(), "family": family}
+
+        connection._connection_arguments = with_family  # type: ignore[method-assign]
+    return connection
+
+
+def _tls_connection(kwargs: dict[str, Any], tls: ssl.SSLContext) -> Connection:
+    from redis.asyncio.connection import SSLConnection
+
     # The shared context of the ProbeContext, not one built and loaded per run: SSLConnection hands
     # asyncio its ``ssl_context.get()``, which returns ``ssl_context.context`` once that is set (redis-py
     # 8.1; pinned below 9 and covered by the rediss:// tests).
@@ -286,7 +363,9 @@ async def _query(
 
     password = target.password.get_secret_value() if target.password is not None else url.password
     tls = ctx.ssl_context(target.ca_file) if url.tls else None
-    conn = _connection(host, port, username=url.username, password=password, db=url.db, timeout=run.left(), tls=tls)
+    conn = _connection(
+        host, port, username=url.username, password=password, db=url.db, timeout=run.left(), tls=tls, family=url.family
+    )
     where = f"{host}:{port}"
     try:
         step.now = f"connecting to {where}"

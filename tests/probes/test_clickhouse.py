@@ -266,6 +266,16 @@ def test_url_is_validated() -> None:
     assert target("https://u:p@ch.example/db").timeout == 2.0
 
 
+async def test_clickhouse_client_url_parameters_are_accepted(chdb_front: ChdbFront, ctx: ProbeContext) -> None:
+    url = (
+        chdb_front.url()
+        + "?application=vizora&request_timeout=30000&max_open_connections=10&compression_response=1"
+        + "&clickhouse_setting_async_insert=1&ch_wait_for_async_insert=0&keep_alive_enabled=true"
+    )
+    result = await run_probe(target(url), ctx)
+    assert result.state is State.OK, result.message
+
+
 # -- the CLI ----------------------------------------------------------------------------------------------------
 
 

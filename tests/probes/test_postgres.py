@@ -192,7 +192,7 @@ def test_password_file_missing_is_a_config_error(tmp_path: Path) -> None:
         ("mysql://u:hunter2pw@h/db", "postgresql:// or postgres://"),
         ("postgresql://u:hunter2pw@a:5432,b:5432/db", "several hosts"),
         ("postgresql://u:hunter2pw@h/db?sslmode=always", "sslmode must be one of"),
-        ("postgresql://u:hunter2pw@h/db?sslrootcert=/ca.pem", "ca_file"),
+        ("postgresql://u:hunter2pw@h/db?sslrootcert=/nonexistent/ca.pem", "sslrootcert: cannot read"),
         ("postgresql://u:hunter2pw@h/db?sslcert=/c.pem&sslkey=/k.pem", "client certificates"),
         ("postgresql://u:hunter2pw@h/db?target_session_attrs=read-write", "role"),
         ("postgresql://u:hunter2pw@/db", "names no host"),

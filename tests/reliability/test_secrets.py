@@ -1,10 +1,13 @@
 """A canary secret in every secret-bearing field of every kind never appears in /metrics, /status, any
 log line at any level, `prober once` output, `check-config` output or error messages, including when a
-peer echoes what the client sent."""
+peer echoes what the client sent. Nor does one in a URL's credential query parameter (``?api_key=``,
+``password=``, ``X-Amz-Signature=``) or one interpolated from a variable whose name marks a secret, wherever
+it lands (a URL path, a host, an access key)."""
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -126,3 +129,117 @@ def test_canary_never_leaks(peers: Peers, tmp_path: Path) -> None:
     assert "reload rejected" in outputs["log"] and "ftp://u:***@host/" in outputs["check-config (invalid)"]
     for where, text in outputs.items():
         assert CANARY not in text, f"the canary leaked into {where}"
+
+
+# --- secrets wherever they are: URL query strings and secret-named variables -------------------------
+
+VARIABLE_CANARY = f"{CANARY}-from-a-variable"
+QUERY_CANARY = f"{CANARY}-in-a-query"
+# the variables, each name marking a secret (KEY, TOKEN, SECRET, PASSWORD, PWD, CREDENTIAL, AUTH)
+VARIABLES = {
+    "APP_API_KEY": f"{VARIABLE_CANARY}-1",
+    "DB_SECRET_NAME": f"{VARIABLE_CANARY}-2",
+    "REDIS_AUTH_USER": f"{VARIABLE_CANARY}-3",
+    "MONGO_DB_TOKEN": f"{VARIABLE_CANARY}-4",
+    "CH_DB_PWD": f"{VARIABLE_CANARY}-5",
+    "MINIO_ACCESS_KEY": f"{VARIABLE_CANARY}-6",
+    "S3_CREDENTIAL_BUCKET": f"{VARIABLE_CANARY}-7".lower(),
+    "WS_SESSION_TOKEN": f"{VARIABLE_CANARY}-8",
+}
+URL_KINDS = {
+    "http": "url",
+    "postgres": "dsn",
+    "redis": "url",
+    "mongodb": "uri",
+    "clickhouse": "url",
+    "minio": "endpoint",
+    "websocket": "url",
+}
+
+
+def places_config(peers: Peers) -> str:
+    echo, http, closed = (peers.address(n) for n in ("echo", "http", "closed"))
+    targets = [
+        # a credential query parameter, in every kind whose URL may carry one
+        f"{{name: web-query, kind: http, url: 'http://{echo}/configuration?api_key={QUERY_CANARY}-1&language=en'}}",
+        f"{{name: web-query-sig, kind: http, url: 'http://{http}/nest/ok?X-Amz-Signature={QUERY_CANARY}-2'}}",
+        f"{{name: pg-query, kind: postgres, dsn: 'postgresql://app@{echo}/app?password={QUERY_CANARY}-3'}}",
+        f'{{name: pg-keyword, kind: postgres, dsn: "host={closed.split(":")[0]} port={closed.split(":")[1]} '
+        f"user=app password='{QUERY_CANARY}-4' dbname=app\"}}",
+        f"{{name: mongo-query, kind: mongodb, uri: 'mongodb://{echo}/?tlsCertificateKeyFilePassword={QUERY_CANARY}-5'}}",
+        f"{{name: ch-query, kind: clickhouse, url: 'http://{echo}/db?http_header_X-Api-Key={QUERY_CANARY}-6'}}",
+        f"{{name: ws-query, kind: websocket, url: 'ws://{echo}/socket?access_token={QUERY_CANARY}-11'}}",
+        # a value from a secret-named variable, landing where no secret field is
+        f"{{name: web-var, kind: http, url: 'http://{echo}/${{APP_API_KEY}}/health'}}",
+        f"{{name: pg-var, kind: postgres, dsn: 'postgresql://app@{echo}/${{DB_SECRET_NAME}}'}}",
+        f"{{name: redis-var, kind: redis, url: 'redis://${{REDIS_AUTH_USER}}@{echo}/0'}}",
+        f"{{name: mongo-var, kind: mongodb, uri: 'mongodb://{echo}/${{MONGO_DB_TOKEN}}'}}",
+        f"{{name: ch-var, kind: clickhouse, url: 'http://{http}/${{CH_DB_PWD}}'}}",
+        f"{{name: ws-var, kind: websocket, url: 'ws://{echo}/${{WS_SESSION_TOKEN}}'}}",
+        f"{{name: minio-var, kind: minio, endpoint: 'http://{echo}', access_key: '${{MINIO_ACCESS_KEY}}', "
+        "secret_key: not-the-canary, bucket: '${S3_CREDENTIAL_BUCKET}'}",
+    ]
+    return "defaults: {interval: 1s, timeout: 800ms}\ntargets:\n" + "".join(f"  - {t}\n" for t in targets)
+
+
+def covered_places(text: str) -> tuple[set[str], set[str]]:
+    """The kinds with a query-string canary, and those with a variable canary, in a URL field."""
+    targets = yaml.safe_load(text)["targets"]
+    query = {t["kind"] for t in targets if QUERY_CANARY in str(t.get(URL_KINDS[t["kind"]], ""))}
+    variable = {t["kind"] for t in targets if "${" in json.dumps(t)}
+    return query, variable
+
+
+def test_every_kind_that_takes_a_url_has_a_canary_in_each_place(peers: Peers) -> None:
+    assert set(URL_KINDS) <= set(KINDS), "a kind was renamed"
+    url_kinds = {name for name, kind in KINDS.items() if set(kind.model.model_fields) & {*URL_FIELDS, "endpoint"}}
+    query, variable = covered_places(places_config(peers))
+    # redis and minio take no credential query parameter: theirs is refused at load time (REFUSED below)
+    assert url_kinds - {"redis", "minio", "tls", "tcp"} <= query, url_kinds - query
+    assert url_kinds - {"tls", "tcp"} <= variable, url_kinds - variable
+
+
+# URLs whose credential parameter the kind refuses: the config error must not echo it
+REFUSED = [
+    "{name: redis-token, kind: redis, url: 'redis://h:6379/0?token=" + QUERY_CANARY + "-7'}",
+    "{name: ch-jwt, kind: clickhouse, url: 'http://h:8123/db?access_token=" + QUERY_CANARY + "-8'}",
+    "{name: minio-signed, kind: minio, endpoint: 'http://h:9000/?X-Amz-Signature=" + QUERY_CANARY + "-9'}",
+    "{name: pg-typo, kind: postgres, dsn: 'postgresql://h/db?passwrd=" + QUERY_CANARY + "-10'}",
+]
+
+
+def test_canaries_in_query_strings_and_variables_never_leak(peers: Peers, tmp_path: Path) -> None:
+    path = tmp_path / "prober.yaml"
+    path.write_text(places_config(peers))
+    env = {**VARIABLES, "PROBER_CONFIG": ""}
+    outputs: dict[str, str] = {}
+    for log_format in ("text", "json"):
+        checked = run_cli("check-config", "-c", str(path), "--log-format", log_format, env=env)
+        assert checked.returncode == 0, checked.stderr
+        outputs[f"check-config {log_format}"] = checked.stdout + checked.stderr
+        for flags in ((), ("--json",)):
+            once = run_cli("once", "-c", str(path), "--log-level", "debug", "--log-format", log_format, *flags, env=env)
+            assert once.returncode in (1, 2), once.stderr
+            outputs[f"once {log_format} {flags}"] = once.stdout + once.stderr
+    assert "web-var" in outputs["check-config text"] and "api_key=***" in outputs["check-config text"]
+
+    daemon = Daemon(path, "--log-level", "debug", "--log-format", "json", env=env)
+    try:
+        daemon.wait_until(lambda: daemon.get("/readyz")[0] == 200, what="first results")
+        time.sleep(1.5)
+        outputs["/metrics"] = daemon.get("/metrics")[1].decode()
+        outputs["/status"] = daemon.get("/status")[1].decode()
+        path.write_text("targets:\n" + "".join(f"  - {t}\n" for t in REFUSED))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_until(lambda: "reload rejected" in daemon.log(), what="the reload error")
+    finally:
+        daemon.stop()
+    outputs["log (json, debug)"] = daemon.log()
+    refused = run_cli("check-config", "-c", str(path), env=env)
+    assert refused.returncode == 2
+    outputs["check-config (refused parameters)"] = refused.stdout + refused.stderr
+    assert refused.stderr.count("targets[") == len(REFUSED), refused.stderr
+
+    assert "prober_up" in outputs["/metrics"] and "minio-var" in outputs["/status"]
+    for where, text in outputs.items():
+        assert CANARY.lower() not in text.lower(), f"the canary leaked into {where}"
