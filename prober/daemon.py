@@ -10,25 +10,30 @@ import logging
 import os
 import resource
 import signal
+import socket
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 
 from prober import config as config_module
 from prober.config import Config
 from prober.errors import ConfigError
+from prober.logs import Throttled
 from prober.metrics import LAG_BUCKETS, make_registry
 from prober.models import split_address
 from prober.probes import ProbeContext
 from prober.redact import REDACTOR
 from prober.scheduler import Scheduler
-from prober.server import Api
+from prober.server import Api, Connections, ServerLog
 from prober.shard import Shard
 from prober.status import Board
 
 log = logging.getLogger("prober")
 STOP_GRACE = 3.0  # seconds the HTTP server gets to finish requests on shutdown
+LISTEN_BACKLOG = 512
 
 
 def _raise_fd_limit() -> None:
@@ -58,6 +63,10 @@ class Daemon:
         self.api: Api | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._queued: asyncio.Future[list[str]] | None = None  # the reload that the next requests share
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="prober-reload")
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_errors: dict[str, Throttled] = {}
 
     def load(self) -> Config:
         """The config, keeping only this replica's share of the targets when sharded."""
@@ -80,33 +89,75 @@ class Daemon:
         self.board.reload_successful = True
         self.board.reload_success_time = time.time()
         if self.api is not None:
-            self.api.settings = config.server
+            self.api.configure(config.server)
         for line in config_module.describe_targets(config):
             log.info("%s", line)
-        if not config.targets:
+        if not config.targets:  # a config without targets is refused when loaded: only a shard gets here
             log.warning(
-                "no targets configured (source: %s): pass -c FILE, set PROBER_CONFIG, or set DATABASE_URL, "
-                "REDIS_URL, APP_READINESS_URL, ... for the zero-config default",
-                config.source,
+                "shard %s: none of the %d targets of the config is this replica's",
+                self.shard,
+                self.board.configured_targets,
             )
 
     async def reload(self) -> list[str]:
-        """Load the config again; a valid one is swapped in, an invalid one changes nothing."""
-        async with self._reload_lock:
-            try:
-                config = self.load()
-            except ConfigError as exc:
-                self.board.reload_successful = False
-                for problem in exc.problems:
-                    log.error("reload rejected, the previous config keeps running: %s", problem)
-                return exc.problems
-            old = self.config
-            self.ctx.forget_tls_contexts()
-            self._adopt(config)
-            if old is not None and old.server.listen != config.server.listen:
-                log.warning("server.listen changed to %s: it takes effect after a restart", config.server.listen)
-            log.info("config reloaded from %s: %d targets", config.source, len(config.targets))
-            return []
+        """Load the config again; a valid one is swapped in, an invalid one changes nothing.
+
+        Reading and validating run in a thread of their own, off the event loop. Requests that come
+        while a reload runs share the next one: a flood of them costs back-to-back reloads, no queue."""
+        queued = self._queued
+        if queued is not None:
+            return await asyncio.shield(queued)
+        queued = self._queued = asyncio.get_running_loop().create_future()
+        try:
+            async with self._reload_lock:
+                self._queued = None  # requests from now on may see a newer file: they share a further reload
+                problems = await self._reload_now()
+        except BaseException:
+            self._queued = None if self._queued is queued else self._queued
+            queued.cancel()
+            raise
+        queued.set_result(problems)
+        return problems
+
+    async def _reload_now(self) -> list[str]:
+        loop = asyncio.get_running_loop()
+        try:
+            config = await loop.run_in_executor(self._loader, self.load)
+        except ConfigError as exc:
+            self.board.reload_successful = False
+            for problem in exc.problems:
+                log.error("reload rejected, the previous config keeps running: %s", problem)
+            return exc.problems
+        except Exception as exc:  # a bug of ours: the old config keeps running, and the caller is told
+            self.board.reload_successful = False
+            log.exception("reload failed, the previous config keeps running")
+            return [f"reload failed: internal error: {type(exc).__name__}"]
+        old = self.config
+        self.ctx.forget_tls_contexts()
+        self._adopt(config)
+        if old is not None and old.server.listen != config.server.listen:
+            log.warning("server.listen changed to %s: it takes effect after a restart", config.server.listen)
+        log.info("config reloaded from %s: %d targets", config.source, len(config.targets))
+        return []
+
+    def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The event loop's errors, one line per kind at most every 10 s (accept errors when descriptors
+        run out come by the thousand a second): the first with its traceback, the rest counted."""
+        message = str(context.get("message") or "event loop error")
+        throttle = self._loop_errors.get(message)
+        if throttle is None:
+            if len(self._loop_errors) >= 100:
+                self._loop_errors.clear()
+            throttle = self._loop_errors[message] = Throttled(log, logging.ERROR)
+        exc = context.get("exception")
+        detail = f": {type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else ""
+        first = throttle.count == 0
+        throttle(f"{message}{detail}", exc_info=exc if first and isinstance(exc, BaseException) else None)
+
+    def _reload_in_background(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def liveness(self) -> str | None:
         """None if the event loop and scheduler run; else what is wrong (for /healthz)."""
@@ -137,25 +188,37 @@ class Daemon:
 
     async def run(self, config: Config) -> int:
         _raise_fd_limit()
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._on_loop_error)
         self.scheduler = Scheduler(self.board, self.ctx, config.max_concurrency)
         registry = make_registry(self.board)
         self.api = Api(self.board, registry, config.server, self.reload, self.liveness)
         self._adopt(config)
         host, port = split_address(self.listen_override or config.server.listen)
-        runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.api.app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=STOP_GRACE,
+            keepalive_timeout=config.server.idle_timeout,  # aiohttp closes a connection idle this long,
+            # counted from its start or its last answer: an idle client, or one that never finishes its head
+            logger=ServerLog(),
+        )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=STOP_GRACE)
+        assert runner.server is not None
+        self.api.connections = Connections(runner.server, config.server.max_connections)
         try:
-            await site.start()
+            listener = await loop.create_server(
+                self.api.connections, host, port, reuse_address=True, backlog=LISTEN_BACKLOG
+            )
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
             await runner.cleanup()
-            await self.ctx.close()
-            return 1
-        loop = asyncio.get_running_loop()
+            await self._close()
+            return 2 if isinstance(exc, socket.gaierror) else 1
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
         self.scheduler.start()
         log.info("prober listening on http://%s:%d (%d targets)", host, port, len(config.targets))
         await self._stop.wait()
@@ -163,8 +226,15 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         self.scheduler.shutdown()
+        listener.close()
         await runner.cleanup()
         await self._drain()
-        await self.ctx.close()
+        await self._close()
         log.info("stopped")
         return 0
+
+    async def _close(self) -> None:
+        await self.ctx.close()
+        if self.api is not None:
+            self.api.renders.close()
+        self._loader.shutdown(wait=False, cancel_futures=True)
