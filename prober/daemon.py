@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiohttp import web
-
 from prober import config as config_module
 from prober.config import Config
 from prober.errors import ConfigError
@@ -27,7 +25,7 @@ from prober.models import split_address
 from prober.probes import ProbeContext
 from prober.redact import REDACTOR
 from prober.scheduler import Scheduler
-from prober.server import Api, Connections, ServerLog
+from prober.server import Api, serve
 from prober.shard import Shard
 from prober.status import Board
 
@@ -195,25 +193,10 @@ class Daemon:
         self.api = Api(self.board, registry, config.server, self.reload, self.liveness)
         self._adopt(config)
         host, port = split_address(self.listen_override or config.server.listen)
-        runner = web.AppRunner(
-            self.api.app(),
-            access_log=None,
-            handle_signals=False,
-            shutdown_timeout=STOP_GRACE,
-            keepalive_timeout=config.server.idle_timeout,  # aiohttp closes a connection idle this long,
-            # counted from its start or its last answer: an idle client, or one that never finishes its head
-            logger=ServerLog(),
-        )
-        await runner.setup()
-        assert runner.server is not None
-        self.api.connections = Connections(runner.server, config.server.max_connections)
         try:
-            listener = await loop.create_server(
-                self.api.connections, host, port, reuse_address=True, backlog=LISTEN_BACKLOG
-            )
+            listening = await serve(self.api, host, port, STOP_GRACE, LISTEN_BACKLOG)
         except OSError as exc:
             log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
-            await runner.cleanup()
             await self._close()
             return 2 if isinstance(exc, socket.gaierror) else 1
         loop.add_signal_handler(signal.SIGTERM, self.stop)
@@ -226,8 +209,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         self.scheduler.shutdown()
-        listener.close()
-        await runner.cleanup()
+        await listening.close()
         await self._drain()
         await self._close()
         log.info("stopped")

@@ -91,6 +91,10 @@ def status_body(board: Board) -> tuple[int, bytes]:
 Rendered = tuple[int, bytes]
 
 
+def count(events: dict[str, int], event: str) -> None:
+    events[event] = events.get(event, 0) + 1
+
+
 class Renders:
     """Bodies of /metrics and /status, rendered off the event loop, shared and bounded.
 
@@ -104,14 +108,13 @@ class Renders:
     A render is pure Python that holds the GIL: what keeps it from starving the event loop is that it
     runs rarely (shared and reused), not the thread (see bench/RESULTS-attacks.md)."""
 
-    def __init__(self, workers: int, reuse: float) -> None:
+    def __init__(self, workers: int, reuse: float, events: dict[str, int] | None = None) -> None:
         self.workers, self.reuse = workers, reuse
+        self.events = {} if events is None else events
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="prober-render")
         self._fresh: dict[str, tuple[float, Rendered]] = {}
         self._flights: dict[str, asyncio.Future[Rendered]] = {}
         self._held: dict[str, dict[int, int]] = {}  # kind -> id(body) -> requests sending it
-        self.rendered = 0
-        self.shared = 0
         self._generation = 0
 
     def forget(self) -> None:
@@ -137,20 +140,21 @@ class Renders:
         now = loop.time()
         fresh = self._fresh.get(kind)
         if fresh is not None and (now - fresh[0] < self.reuse or len(self._held.get(kind, ())) >= HELD_BODIES):
-            self.shared += 1
+            count(self.events, "body_reused")
             return fresh[1]
         flight = self._flights.get(kind)
         if flight is None:
             flight = self._flights[kind] = loop.run_in_executor(self._executor, make)
             generation = self._generation
             flight.add_done_callback(lambda done: self._landed(kind, now, generation, done))
-            self.rendered += 1
+            count(self.events, "body_rendered")
         else:
-            self.shared += 1
+            count(self.events, "body_shared")
         try:
             async with asyncio.timeout(wait):
                 return await asyncio.shield(flight)
         except TimeoutError:
+            count(self.events, "render_wait_timeout")
             return None
 
     def _landed(self, kind: str, started: float, generation: int, flight: asyncio.Future[Rendered]) -> None:
@@ -194,12 +198,11 @@ class Connections:
     idle). At the cap, a newcomer closes the oldest idle connection; when every connection is busy
     (each bounded by ``server.write_timeout``), the newcomer is answered 503 and closed."""
 
-    def __init__(self, server: web.Server, limit: int) -> None:
+    def __init__(self, server: web.Server, limit: int, events: dict[str, int] | None = None) -> None:
         self.server = server
         self.limit = limit
+        self.events = {} if events is None else events
         self.busy: set[asyncio.BaseTransport] = set()
-        self.evicted = 0
-        self.refused = 0
         self._told = Throttled(log, logging.WARNING)
 
     def open(self) -> int:
@@ -210,10 +213,10 @@ class Connections:
         if len(handlers) >= self.limit:
             idle = next((h for h in handlers if h.transport not in self.busy), None)
             if idle is None:
-                self.refused += 1
+                count(self.events, "connection_refused")
                 self._told("%d connections open, all busy: a new one was refused with 503", len(handlers))
                 return _Refuse()
-            self.evicted += 1
+            count(self.events, "idle_connection_closed")
             self._told("%d connections open: the oldest idle one was closed for a new one", len(handlers))
             idle.force_close()
         return self.server()
@@ -224,15 +227,17 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     debug line at most every 10 s, no traceback. A failure of our own handler is an error, with its
     traceback the first time, then one line per 10 s with a count."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: dict[str, int] | None = None) -> None:
         super().__init__(logging.getLogger("prober.server"), {})
+        self.events = {} if events is None else events
         self.malformed = Throttled(self.logger, logging.DEBUG)
         self.failed = Throttled(self.logger, logging.ERROR)
 
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         exc = exc_info if isinstance(exc_info, BaseException) else None
         if isinstance(exc, HttpProcessingError | ConnectionError | UnicodeError):
-            self.malformed(f"malformed request: {type(exc).__name__}: {str(exc)[:200]}")
+            count(self.events, "malformed_request")
+            self.malformed(f"malformed request: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
             return
         self.failed(str(msg) % args if args else str(msg), exc_info=exc if self.failed.count == 0 else None)
 
@@ -246,7 +251,7 @@ class Api:
         self.settings = settings
         self._reload = reload
         self._liveness = liveness
-        self.renders = Renders(settings.max_renders, settings.render_reuse)
+        self.renders = Renders(settings.max_renders, settings.render_reuse, board.http_events)
         self.connections: Connections | None = None
 
     def configure(self, settings: ServerConfig) -> None:
@@ -348,6 +353,7 @@ class Api:
                     await response.write(view[start : start + PIECE])
                 await response.write_eof()
         except TimeoutError:
+            count(self.board.http_events, "slow_reader_dropped")
             transport = request.transport
             if transport is not None:
                 transport.abort()
@@ -375,3 +381,45 @@ class Api:
         if problems:
             return web.json_response({"reloaded": False, "problems": [REDACTOR(p) for p in problems]}, status=400)
         return web.json_response({"reloaded": True, "targets": len(self.board.targets)})
+
+
+class Listening:
+    """The daemon's HTTP server, started by :func:`serve`; ``close()`` stops it."""
+
+    def __init__(self, runner: web.AppRunner, listener: asyncio.Server) -> None:
+        self.runner, self.listener = runner, listener
+
+    @property
+    def port(self) -> int:
+        return int(self.listener.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        self.listener.close()
+        await self.runner.cleanup()
+
+
+async def serve(api: Api, host: str, port: int, shutdown_timeout: float, backlog: int = 512) -> Listening:
+    """Serve ``api`` on host:port with the bounds of ``api.settings`` (raises OSError if it cannot
+    listen). aiohttp's server with its public parts: its request handler (``web.Server``, the protocol
+    factory) behind :class:`Connections`, on a listening socket of our own."""
+    settings = api.settings
+    runner = web.AppRunner(
+        api.app(),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=settings.idle_timeout,  # aiohttp closes a connection idle this long, counted
+        # from its start or its last answer: an idle client, or one that never finishes its request head
+        logger=ServerLog(api.board.http_events),
+    )
+    await runner.setup()
+    assert runner.server is not None
+    api.connections = Connections(runner.server, settings.max_connections, api.board.http_events)
+    try:
+        listener = await asyncio.get_running_loop().create_server(
+            api.connections, host, port, reuse_address=True, backlog=backlog
+        )
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return Listening(runner, listener)

@@ -205,6 +205,7 @@ class Board:
         self.jobs = 0
         self.configured_targets = 0  # in the config, before sharding
         self.event_loop_tasks = 0  # read on the event loop just before a scrape is rendered
+        self.http_events: dict[str, int] = {}  # what the HTTP surface did to bound itself (server.py)
 
     def apply(self, targets: Iterable[Configured]) -> None:
         """Adopt a new target set. Unchanged targets keep their state and counters; a target whose

@@ -57,6 +57,7 @@ def board(buckets: tuple[float, ...] | None = None) -> Board:
     filled.targets["new"] = TargetStatus("new", "mongodb", True, interval=30.0)  # no result yet
     for lag in (0.0, 0.004, 0.3, 12.0):
         filled.scheduler_lag.observe(lag)
+    filled.http_events.update(body_rendered=3, body_shared=200)
     return filled
 
 
