@@ -113,7 +113,8 @@ def test_no_targets_is_an_error_naming_where_the_prober_looked(command: str, cod
     done = run_cli(command, env={"PROBER_CONFIG": "", **{v: "" for v in variables_looked_for()}})
     assert done.returncode == code, done.stderr
     assert "OK, 0 targets" not in done.stdout + done.stderr
-    assert "no targets to probe: no config file (tried: -c FILE, $PROBER_CONFIG, /etc/prober/prober.yaml)" in done.stderr
+    tried = "(tried: -c FILE, $PROBER_CONFIG, /etc/prober/prober.yaml)"
+    assert f"no targets to probe: no config file {tried}" in done.stderr
     assert f"(looked for: {', '.join(variables_looked_for())})" in done.stderr
     assert "Traceback" not in done.stderr
 
