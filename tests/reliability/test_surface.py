@@ -240,9 +240,9 @@ def test_a_bad_listen_is_a_one_line_error_with_exit_2(tmp_path: Path, listen: st
     done = run_cli("run", "-c", str(path), "--listen", listen)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines() == [
-        f"--listen: expected host:port (or [ipv6]:port), got {listen!r}"
-    ], done.stderr
+    assert done.stderr.strip().splitlines() == [f"--listen: expected host:port (or [ipv6]:port), got {listen!r}"], (
+        done.stderr
+    )
 
 
 # --- hostile configs at reload ---------------------------------------------------------------------
@@ -266,7 +266,7 @@ def test_a_hostile_config_at_reload_is_a_400_and_keeps_the_old_one(tmp_path: Pat
         status, _, body = daemon.request("/-/reload", method="POST")
         assert status == 400, body
         assert str(path).encode() in body
-        assert b'prober_config_last_reload_successful 0.0' in daemon.get("/metrics")[1]
+        assert b"prober_config_last_reload_successful 0.0" in daemon.get("/metrics")[1]
         assert set(daemon.status()[1]["checks"]) == {"closed"}
         assert "Traceback" not in daemon.log()
     finally:
