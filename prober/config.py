@@ -459,8 +459,9 @@ def validate(document: Any, source: str, environ: Mapping[str, str], base: Path)
 def parse_yaml(text: str, source: str) -> Any:
     """The document, or a ConfigError naming the line; bounded by ``MAX_DEPTH``, ``MAX_SCALAR``,
     ``MAX_INT_DIGITS`` and ``MAX_ALIAS_VALUES``, so no file can freeze the loader."""
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -475,7 +476,8 @@ def parse_yaml(text: str, source: str) -> Any:
     except (RecursionError, ValueError, OverflowError, MemoryError) as exc:  # bounded above; never a traceback
         raise ConfigError([f"{source}: invalid YAML: {type(exc).__name__}: {str(exc)[:200]}"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _kind_of_file(mode: int) -> str:
