@@ -220,13 +220,16 @@ class Sampler(threading.Thread):
         }
 
 
-async def _scrape_loop(port: int, path: str, clients: int, seconds: float) -> dict[str, Any]:
+async def _scrape_loop(port: int, path: str, clients: int, seconds: float, once: bool = False) -> dict[str, Any]:
+    """``clients`` loops asking for ``path`` for ``seconds`` (or one request each, all at once)."""
     latencies: list[float] = []
     codes: dict[int, int] = {}
     deadline = time.monotonic() + seconds
 
     async def one() -> None:
-        while time.monotonic() < deadline:
+        first = True
+        while (once and first) or (not once and time.monotonic() < deadline):
+            first = False
             started = time.perf_counter()
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -283,7 +286,7 @@ def row_concurrent_metrics(daemon: Daemon) -> dict[str, Any]:
     def attack() -> dict[str, Any]:
         async def burst() -> dict[str, Any]:
             started = time.perf_counter()
-            result = await _scrape_loop(daemon.port, "/metrics", 500, 0.001)
+            result = await _scrape_loop(daemon.port, "/metrics", 500, 0, once=True)
             result["last_answer_s"] = round(time.perf_counter() - started, 2)
             return result
 
@@ -734,6 +737,165 @@ def _secrets_child(canary: str) -> None:
     asyncio.run(main())
 
 
+# --- the results file --------------------------------------------------------------------------------------
+
+ROWS: tuple[tuple[str, str, Callable[[dict[str, Any]], str]], ...] = (
+    (
+        "scrape",
+        "200 clients scraping /metrics in a loop for 30 s",
+        lambda r: (
+            f"{r['false_unhealthy']} false unhealthy; lag p99 {r['lag_p99']}; /status non-200 "
+            f"{r['status_503_samples']}; RSS {r['rss_before_mb']} -> peak {r['rss_peak_mb']} MB; "
+            f"{r['requests']} answers {r['answers']}, p50 {r['p50_s']} s"
+        ),
+    ),
+    (
+        "concurrent",
+        "500 concurrent /metrics",
+        lambda r: (
+            f"last answer after {r['last_answer_s']} s {r['answers']}; {r['false_unhealthy']} false "
+            f"unhealthy; lag p99 {r['lag_p99']}; RSS {r['rss_before_mb']} -> peak {r['rss_peak_mb']} -> "
+            f"{r['rss_after_mb']} MB"
+        ),
+    ),
+    (
+        "status",
+        "200 concurrent /status loops for 20 s",
+        lambda r: (
+            f"p50 {r['p50_s']} s, max {r['max_s']} s, {r['requests']} answers {r['answers']}; "
+            f"{r['false_unhealthy']} false unhealthy; lag p99 {r['lag_p99']}"
+        ),
+    ),
+    (
+        "never_read",
+        "200 connections that request /metrics and never read (20 s)",
+        lambda r: (
+            f"RSS {r['rss_before_mb']} -> {r['rss_while_held_mb']} MB while held, "
+            f"{r['rss_5s_after_close_mb']} MB after they close; {r['false_unhealthy']} false unhealthy"
+        ),
+    ),
+    (
+        "slowloris",
+        "1,500 slowloris / idle connections at ulimit -n 1024 (40 s)",
+        lambda r: (
+            f"{r['closed_by_server_within_40s']} of {r['connections_opened']} closed by the server; "
+            f"/healthz failed {r['healthz_failed']}, slowest {r['healthz_slowest_s']} s; "
+            f"{r['accept_error_log_lines']} accept-error log lines, {r['traceback_lines']} tracebacks; "
+            f"{r['false_unhealthy']} false unhealthy"
+        ),
+    ),
+    (
+        "reload_flood",
+        "POST /-/reload flood with the token (4 loops, 20 s), 2,000 targets",
+        lambda r: (
+            f"{r['false_unhealthy']} false unhealthy; lag p99 {r['lag_p99']}; /healthz slowest "
+            f"{r['healthz_slowest_s']} s, failed {r['healthz_failed']}; answers {r['reload_answers']}"
+        ),
+    ),
+    (
+        "dns",
+        "20 names that never resolve beside 20 healthy targets named by localhost (40 s)",
+        lambda r: (
+            f"/metrics {r['metrics_s_max']} s at worst; healthy targets not ok: "
+            f"{r['healthy_targets_not_ok']}; unresolvable: {r['unresolvable_reasons']}"
+        ),
+    ),
+    (
+        "peers",
+        "prober once: a PostgreSQL peer announcing 1 GiB / a Redis peer announcing 10^12 bytes",
+        lambda r: (
+            f"RSS peak {r['postgres_1GiB']['rss_peak_mb']} / {r['redis_1e12']['rss_peak_mb']} MB; "
+            f"{r['postgres_1GiB']['verdict']} / {r['redis_1e12']['verdict']}"
+        ),
+    ),
+    (
+        "configs",
+        "check-config: billion laughs, 1,000 deep, 5,000 digits, empty, FIFO, /dev/zero; run --listen bad",
+        lambda r: "; ".join(
+            f"{name.split(' ', 1)[1]}: exit {v['exit']}"
+            + (f" in {v['seconds']} s" if "seconds" in v else "")
+            + (", traceback" if v.get("traceback") else "")
+            for name, v in r.items()
+        ),
+    ),
+    (
+        "reload_configs",
+        "the same configs written over a running daemon (2,000 targets), then POST /-/reload",
+        lambda r: "; ".join(
+            f"{name}: POST {v['post_answer']} in {v['post_seconds']} s, reload metric {v['reload_metric']}, "
+            f"targets {v['targets_after']}, /healthz slowest {v['healthz_slowest_s']} s, "
+            f"{v['false_unhealthy']} false unhealthy"
+            for name, v in r.items()
+        ),
+    ),
+    (
+        "configmap",
+        "151 loads while a ConfigMap's ..data link is swapped",
+        lambda r: f"{r['mixed_versions']} mixed two versions, {r['failed']} failed",
+    ),
+    (
+        "surface_errors",
+        "a non-UTF-8 byte in Authorization; 5,000 malformed requests",
+        lambda r: (
+            f"Authorization: {r['non_utf8_authorization_answer']} "
+            f"({r['non_utf8_authorization_tracebacks']} tracebacks); malformed: {r['malformed_answers']}, "
+            f"{r['malformed_log_lines']} log lines ({r['malformed_log_bytes']} bytes)"
+        ),
+    ),
+    (
+        "secrets",
+        "headers/cookie on a cross-origin redirect; a secret echoed at the cut; check-config on ?password=",
+        lambda r: (
+            f"secrets received by the other origin: {r['redirect_secrets_at_other_origin']}; "
+            f"start of the echoed secret shown: {r['echo_at_cut_shows_start']}; "
+            f"check-config shows the password: {r['check_config_dsn_password_in_clear']}"
+        ),
+    ),
+)
+
+
+def summary(row: str, results: dict[str, Any]) -> str:
+    found = results.get(row)
+    if found is None:
+        return "not measured"
+    if "error" in found:
+        return f"could not run: {found['error']}"
+    for name, _, describe in ROWS:
+        if name == row:
+            try:
+                return describe(found)
+            except (KeyError, TypeError) as exc:
+                return f"{json.dumps(found)[:300]} ({exc})"
+    return json.dumps(found)
+
+
+def report(before: dict[str, Any], after: dict[str, Any]) -> str:
+    lines = [
+        "# Hostile clients and hostile input: before and after",
+        "",
+        f"`bench/attacks.py` on this 2-core machine (shared with other work), a prober with {TARGETS} healthy HTTP "
+        "targets (nginx, default timing: 15 s interval, 5 s timeout) unless the row says otherwise. "
+        f"Before: commit {before.get('commit')}; after: commit {after.get('commit')}. Printed by:",
+        "",
+        "```sh",
+        f"git worktree add /tmp/base {before.get('commit')}",
+        ".venv/bin/python -m bench.attacks --root /tmp/base --label before --out before.json",
+        ".venv/bin/python -m bench.attacks --label after --out after.json",
+        ".venv/bin/python -m bench.attacks --report before.json after.json > bench/RESULTS-attacks.md",
+        "```",
+        "",
+        '"False unhealthy" counts state changes to unhealthy in the daemon\'s log during the attack and 5 s '
+        "after: every target is healthy, so each is a false verdict. Lag p99: the bucket of "
+        "`prober_scheduler_lag_seconds` under which 99 % of the runs of the attack started.",
+        "",
+        "| attack | before | after |",
+        "|---|---|---|",
+    ]
+    for name, title, _ in ROWS:
+        lines.append(f"| {title} | {summary(name, before)} | {summary(name, after)} |")
+    return "\n".join(lines) + "\n"
+
+
 # --- driver ----------------------------------------------------------------------------------------------
 
 
@@ -793,7 +955,12 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     parser.add_argument("--rows", help="comma-separated subset of rows")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--report", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="print the results file")
     arguments = parser.parse_args()
+    if arguments.report:
+        before, after = (json.loads(path.read_text()) for path in arguments.report)
+        print(report(before, after), end="")
+        return
     rows = set(arguments.rows.split(",")) if arguments.rows else None
     results = measure(arguments.root.resolve(), arguments.label, rows)
     text = json.dumps(results, indent=2)
