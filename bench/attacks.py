@@ -348,9 +348,12 @@ def row_slowloris(root: Path, directory: Path, nginx: Nginx) -> dict[str, Any]:
             soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
             resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
             sockets = []
+            opening = time.monotonic() + 30  # a daemon out of descriptors accepts nothing: stop trying then
             for index in range(1500):
+                if time.monotonic() > opening:
+                    break
                 try:
-                    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=2)
+                    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=0.2)
                     if index % 2:
                         sock.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")  # never finished
                     sockets.append(sock)
@@ -899,9 +902,23 @@ def report(before: dict[str, Any], after: dict[str, Any]) -> str:
 # --- driver ----------------------------------------------------------------------------------------------
 
 
-def measure(root: Path, label: str, rows: set[str] | None) -> dict[str, Any]:
+class Results(dict[str, Any]):
+    """The rows measured so far, written to ``out`` (merged with what it holds) after each row."""
+
+    def __init__(self, out: Path | None, **fields: Any) -> None:
+        super().__init__(json.loads(out.read_text()) if out is not None and out.exists() else {})
+        self.out = out
+        self.update(fields)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if self.out is not None:
+            self.out.write_text(json.dumps(self, indent=2))
+
+
+def measure(root: Path, label: str, rows: set[str] | None, out: Path | None = None) -> dict[str, Any]:
     stack = Stack()
-    results: dict[str, Any] = {"label": label, "root": str(root), "commit": _commit(root)}
+    results = Results(out, label=label, root=str(root), commit=_commit(root))
     try:
         nginx = Nginx(stack)
         want = lambda name: rows is None or name in rows  # noqa: E731
@@ -962,13 +979,8 @@ def main() -> None:
         print(report(before, after), end="")
         return
     rows = set(arguments.rows.split(",")) if arguments.rows else None
-    results = measure(arguments.root.resolve(), arguments.label, rows)
-    text = json.dumps(results, indent=2)
-    if arguments.out:
-        previous = json.loads(arguments.out.read_text()) if arguments.out.exists() else {}
-        previous.update(results)
-        arguments.out.write_text(json.dumps(previous, indent=2))
-    print(text)
+    results = measure(arguments.root.resolve(), arguments.label, rows, arguments.out)
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
