@@ -538,11 +538,11 @@ def row_reload_configs(root: Path, directory: Path, nginx: Nginx) -> dict[str, A
     try:
         daemon.wait_ready()
         good = daemon.config.read_text()
-        variants = {
-            "empty": "# nothing\n",
+        variants = {  # the empty one last: where it is accepted, the token and the reload endpoint go with it
             "nested_1000": "targets: " + "[" * 1000 + "]" * 1000 + "\n",
             "int_5000_digits": "max_concurrency: " + "9" * 5000 + "\ntargets: []\n",
             "billion_laughs": LAUGHS + "\n",
+            "empty": "# nothing\n",
         }
         for name, text in variants.items():
             daemon.config.write_text(good)
@@ -559,7 +559,7 @@ def row_reload_configs(root: Path, directory: Path, nginx: Nginx) -> dict[str, A
             sampled = sampler.stop()
             time.sleep(6)
             _, metrics, _ = daemon.get("/metrics")
-            reload_ok = re.search(rb"prober_config_last_reload_successful (\S+)", metrics)
+            reload_ok = re.search(rb"^prober_config_last_reload_successful (\S+)", metrics, re.M)
             targets = re.search(rb"^prober_targets (\S+)", metrics, re.M)
             out[name] = {
                 "post_answer": code,
@@ -644,7 +644,12 @@ def row_secrets(root: Path, directory: Path) -> dict[str, Any]:
 
 def _child_script(root: Path, call: str) -> str:
     """A child Python that imports ``prober`` from ``root`` and this bench (and its tests) from here."""
-    return f"import sys; sys.path[:0] = [{str(root)!r}, {str(ROOT)!r}]; from bench.attacks import *; {call}"
+    return (
+        f"import sys, importlib.util; sys.path[:0] = [{str(root)!r}, {str(ROOT)!r}]; "
+        f"spec = importlib.util.spec_from_file_location('attacks', {__file__!r}); "
+        "attacks = importlib.util.module_from_spec(spec); spec.loader.exec_module(attacks); "
+        f"attacks.{call}"
+    )
 
 
 def _configmap_child(base: str) -> None:

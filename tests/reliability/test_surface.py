@@ -17,7 +17,7 @@ import pytest
 
 from prober.metrics import ProberRegistry
 from prober.models import ServerConfig
-from prober.server import Api, Listening, serve
+from prober.server import HELD_BODIES, Api, Listening, serve
 from prober.status import Board, Result, State, TargetStatus
 from tests.daemon import Daemon
 from tests.helpers import run_cli
@@ -79,14 +79,33 @@ def rss_mb() -> float:
 
 
 async def test_concurrent_scrapes_share_one_render() -> None:
+    from prober.server import SENDING, WAITING
+
     async with surface(size=200_000) as (api, registry, listening):
-        answers = await asyncio.gather(*(get(listening.port, "/metrics") for _ in range(100)))
+        answers = await asyncio.gather(*(get(listening.port, "/metrics") for _ in range(SENDING + WAITING)))
         assert {status for status, _ in answers} == {200}
         assert all(len(body) == 200_000 for _, body in answers)
-        assert registry.renders <= 3  # 100 scrapes within a second: one render, shared (a few under load)
+        assert registry.renders <= 3  # 80 scrapes within a second: one render, shared (a few under load)
         events = api.board.http_events
         assert events["body_rendered"] == registry.renders
-        assert events.get("body_shared", 0) + events.get("body_reused", 0) == 100 - registry.renders
+        assert events.get("body_shared", 0) + events.get("body_reused", 0) == SENDING + WAITING - registry.renders
+
+
+async def test_scrapes_past_the_queue_get_503_at_once_and_status_never_does() -> None:
+    """/metrics: SENDING bodies written at once, WAITING more waiting, a 503 at once for the rest (what
+    cannot be served within bounds is refused, not queued). /status, the readiness gate, is never
+    refused for being busy."""
+    from prober.server import SENDING, WAITING
+
+    async with surface(size=4 * 2**20) as (api, _registry, listening):
+        scrapes = [get(listening.port, "/metrics") for _ in range(SENDING + WAITING + 40)]
+        statuses = [get(listening.port, "/status") for _ in range(40)]
+        answers = await asyncio.gather(*scrapes, *statuses)
+        scraped, status = answers[: len(scrapes)], answers[len(scrapes) :]
+        codes = [code for code, _ in scraped]
+        assert codes.count(503) >= 40 and codes.count(200) >= SENDING
+        assert {code for code, _ in status} == {200}
+        assert api.board.http_events["send_queue_full"] == codes.count(503)
 
 
 async def test_status_loops_share_one_render() -> None:
@@ -148,7 +167,7 @@ async def test_clients_that_never_read_hold_no_copy_of_the_body_and_are_dropped(
         while api.board.http_events.get("slow_reader_dropped", 0) < 40:
             assert asyncio.get_running_loop().time() < deadline, api.board.http_events
             await asyncio.sleep(0.1)
-        assert registry.renders <= 2
+        assert registry.renders <= HELD_BODIES + 1  # slow readers never hold more bodies than that
         for sock in sockets:
             sock.close()
 
