@@ -76,8 +76,18 @@ class Daemon:
         log.info("shard %s: probing %d of %d targets", self.shard, len(mine), len(config.targets))
         return dataclasses.replace(config, targets=mine)
 
-    def _adopt(self, config: Config) -> None:
-        REDACTOR.replace(config.secrets())
+    def _prepare(self) -> tuple[Config, list[str]]:
+        """A reload's work off the event loop (in the reload thread): load and validate, gather the
+        secrets, and log the targets (masked) as start-up does."""
+        config = self.load()
+        secrets = config.secrets()
+        for line in config_module.describe_targets(config):
+            log.info("%s", line)
+        return config, secrets
+
+    def _adopt(self, config: Config, secrets: list[str] | None = None, described: bool = False) -> None:
+        """Swap a loaded config in (on the event loop: only the swaps are done here)."""
+        REDACTOR.replace(config.secrets() if secrets is None else secrets)
         self.config = config
         assert self.scheduler is not None
         self.scheduler.set_max_concurrency(config.max_concurrency)
@@ -88,8 +98,9 @@ class Daemon:
         self.board.reload_success_time = time.time()
         if self.api is not None:
             self.api.configure(config.server)
-        for line in config_module.describe_targets(config):
-            log.info("%s", line)
+        if not described:
+            for line in config_module.describe_targets(config):
+                log.info("%s", line)
         if not config.targets:  # a config without targets is refused when loaded: only a shard gets here
             log.warning(
                 "shard %s: none of the %d targets of the config is this replica's",
@@ -120,7 +131,7 @@ class Daemon:
     async def _reload_now(self) -> list[str]:
         loop = asyncio.get_running_loop()
         try:
-            config = await loop.run_in_executor(self._loader, self.load)
+            config, secrets = await loop.run_in_executor(self._loader, self._prepare)
         except ConfigError as exc:
             self.board.reload_successful = False
             for problem in exc.problems:
@@ -132,7 +143,7 @@ class Daemon:
             return [f"reload failed: internal error: {type(exc).__name__}"]
         old = self.config
         self.ctx.forget_tls_contexts()
-        self._adopt(config)
+        self._adopt(config, secrets, described=True)
         if old is not None and old.server.listen != config.server.listen:
             log.warning("server.listen changed to %s: it takes effect after a restart", config.server.listen)
         log.info("config reloaded from %s: %d targets", config.source, len(config.targets))
