@@ -161,7 +161,9 @@ class Daemon:
         exc = context.get("exception")
         detail = f": {type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else ""
         first = throttle.count == 0
-        throttle(f"{message}{detail}", exc_info=exc if first and isinstance(exc, BaseException) else None)
+        # a traceback helps with a bug, not with a socket error (descriptors out, a peer gone)
+        bug = isinstance(exc, BaseException) and not isinstance(exc, OSError)
+        throttle(f"{message}{detail}", exc_info=exc if first and bug else None)
 
     def _reload_in_background(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload())
