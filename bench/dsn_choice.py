@@ -25,7 +25,8 @@ import prober.config  # what a daemon has loaded anyway: the cost measured is wh
 r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 exec(sys.argv[1])
-print(round((time.perf_counter() - t0) * 1000, 1), round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024, 1))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(round((time.perf_counter() - t0) * 1000, 1), round((rss - r0) / 1024, 1))
 """
 IMPORTS = {
     "psycopg.conninfo (psycopg[binary], libpq)": "from psycopg.conninfo import conninfo_to_dict",

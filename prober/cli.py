@@ -198,6 +198,14 @@ def run(path: str | None, listen: str | None, shard_spec: str | None) -> int:
     except ValueError as exc:
         print(f"--shard: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
+    if listen is not None:
+        from prober.models import split_address
+
+        try:
+            split_address(listen)
+        except ValueError as exc:
+            print(f"--listen: {exc}", file=sys.stderr)
+            return CONFIG_ERROR_EXIT
     daemon = Daemon(path, listen=listen, shard=chosen)
     try:
         config = daemon.load()

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,15 @@ DEFAULT_PATH = "/etc/prober/prober.yaml"
 ENV_SOURCE = "<environment>"
 DEFAULT_MAX_CONCURRENCY = 500
 TOP_LEVEL_KEYS = ("server", "defaults", "max_concurrency", "metrics", "groups", "targets")
+
+# Bounds on what a config file may cost to load (README "Configuration"): a hostile or broken file is a
+# clean error within a second, never a frozen daemon or a traceback.
+MAX_CONFIG_BYTES = 16 * 2**20  # a config file (10,000 targets take about 1.5 MB)
+MAX_SECRET_BYTES = 64 * 2**10  # a <field>_file
+MAX_DEPTH = 64  # mappings and lists nested in one another
+MAX_ALIAS_VALUES = 100_000  # values that aliases may add to a document (a billion laughs adds 10^9)
+MAX_SCALAR = 1_000_000  # characters of one value
+MAX_INT_DIGITS = 100  # digits of a whole number (every number a config takes has far fewer)
 
 KIND_MODELS: dict[str, type[TargetBase]] = {name: kind.model for name, kind in KINDS.items()}
 _TARGET = TypeAdapter[TargetBase](Target)
@@ -76,7 +86,86 @@ class LineList(list[Any]):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    """PyYAML's safe loader, bounded: nesting depth, value size, and the values aliases expand to."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"a value longer than {MAX_SCALAR} characters",
+                    event.start_mark,  # type: ignore[arg-type]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        digits = sum(c.isdigit() for c in str(node.value))
+        if digits > MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number with more than {MAX_INT_DIGITS} digits", node.start_mark
+            )
+        return super().construct_yaml_int(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Aliases may add at most ``MAX_ALIAS_VALUES`` values to a document. PyYAML shares the node an alias
+    names, but interpolation and validation walk every copy: a 400-byte "billion laughs" stands for 10^9
+    values. An alias to a value that contains it is refused too."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []  # children before parents
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            visiting.discard(key)
+            order.append(node)
+            continue
+        if key in sizes:
+            continue
+        if key in visiting:
+            raise yaml.composer.ComposerError(
+                None, None, "an alias refers to a value that contains it", node.start_mark
+            )
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            order.append(node)
+            continue
+        visiting.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    if sizes[id(root)] - len(sizes) <= MAX_ALIAS_VALUES:
+        return
+    culprit = next((n for n in order if sizes[id(n)] > MAX_ALIAS_VALUES), root)
+    raise yaml.composer.ComposerError(
+        None, None, f"aliases expand to more than {MAX_ALIAS_VALUES} values", culprit.start_mark
+    )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -243,10 +332,9 @@ def _read_secret_files(
             problems.add((*path, twin), where, f"{twin}: expected a file path")
             continue
         try:
-            content = (base / file_name).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            problems.add((*path, twin), where, f"{twin}: cannot read {file_name!r}: {reason}")
+            content = read_bounded(base / file_name, MAX_SECRET_BYTES).rstrip("\r\n")
+        except (OSError, ValueError) as exc:
+            problems.add((*path, twin), where, f"{twin}: cannot read {file_name!r}: {_read_error(exc)}")
             continue
         if not content:
             problems.add((*path, twin), where, f"{twin}: {file_name!r} is empty")
@@ -491,24 +579,87 @@ def _groups(section: dict[str, Any], targets: list[TargetBase], problems: _Probl
 
 
 def parse_yaml(text: str, source: str) -> Any:
+    """The document, or a ConfigError naming the line; bounded by ``MAX_DEPTH``, ``MAX_SCALAR``,
+    ``MAX_INT_DIGITS`` and ``MAX_ALIAS_VALUES``, so no file can freeze the loader."""
+    loader: _Loader | None = None
     try:
-        return yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError([f"{source}{line}: invalid YAML: {exc.problem or exc.context}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+    except (RecursionError, ValueError, OverflowError, MemoryError) as exc:  # bounded above; never a traceback
+        raise ConfigError([f"{source}: invalid YAML: {type(exc).__name__}: {str(exc)[:200]}"]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _kind_of_file(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_bounded(path: Path, limit: int) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes. A FIFO, a device, a directory or a
+    larger file is refused (ValueError, saying which) without blocking: the file is opened non-blocking
+    and checked on its descriptor, so it cannot be swapped between the check and the read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{_kind_of_file(info.st_mode)}, not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"larger than {limit} bytes ({info.st_size} bytes)")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data.decode("utf-8")
+
+
+def _read_error(exc: OSError | ValueError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
 
 
 def load_file(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Load a config file. Its path is resolved first, symbolic links and all, and the file and its
+    relative ``<field>_file`` secrets are read from that one directory: when a Kubernetes ConfigMap
+    swaps its ``..data`` link meanwhile, a load sees one version whole, never two mixed."""
     environ = os.environ if environ is None else environ
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        real = Path(path).resolve(strict=True)
+        text = read_bounded(real, MAX_CONFIG_BYTES)
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = _read_error(exc) if isinstance(exc, OSError | ValueError) else str(exc)
         raise ConfigError([f"{path}: cannot read the config file: {reason}"]) from None
-    return validate(parse_yaml(text, path), path, environ, Path(path).resolve().parent)
+    config = validate(parse_yaml(text, path), path, environ, real.parent)
+    if not config.targets:
+        raise ConfigError(
+            [
+                f"{path}: no targets to probe: the config file names none "
+                "(with a config file, the zero-config variables are not read)"
+            ]
+        )
+    return config
 
 
 # --- where the config comes from, and the zero-config default ---------------------------------
@@ -838,17 +989,58 @@ def with_env_file(environ: Mapping[str, str]) -> tuple[Mapping[str, str], str | 
     return {**read_env_file(path), **environ}, path
 
 
+class _Asked(Mapping[str, str]):
+    """An environment that remembers the variables asked for: the list of variables zero-config looks
+    for is whatever :func:`from_environment` reads, never a list kept by hand beside it."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self.asked: dict[str, None] = {}
+
+    def __getitem__(self, key: str) -> str:
+        self.asked[key] = None
+        return self._environ[key]
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked[key] = None
+        return key in self._environ
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
+
+
+def variables_looked_for(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The variables zero-config reads to find targets (asked of ``from_environment`` itself)."""
+    asked = _Asked({} if environ is None else environ)
+    from_environment(asked)
+    return list(asked.asked)
+
+
 def load(cli_path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """The configuration the CLI runs with: a file, or the zero-config default from the environment (with
-    the application's env file when one is given)."""
+    the application's env file when one is given). No targets at all is a ConfigError saying where the
+    prober looked."""
     environ = os.environ if environ is None else environ
     environ, env_file = with_env_file(environ)
     path = config_path(cli_path, environ)
     if path is not None:
         return load_file(path, environ)
-    derived = derive_from_environment(environ)
+    asked = _Asked(environ)
+    derived = derive_from_environment(asked)
     source = ENV_SOURCE if env_file is None else f"{ENV_SOURCE} and {env_file}"
     config = validate({"targets": derived.targets}, source, {}, Path.cwd())
+    if not config.targets:
+        raise ConfigError(
+            [
+                f"{source}: no targets to probe: no config file (tried: -c FILE, $PROBER_CONFIG, {DEFAULT_PATH}) "
+                f"and none of the zero-config variables is set (looked for: {', '.join(asked.asked)})",
+                *(f"{source}: note: {note}" for note in derived.notes),
+            ]
+        )
     return dataclasses.replace(
         config,
         variable_secrets=tuple(sorted(derived.secrets)),

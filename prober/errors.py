@@ -14,13 +14,17 @@ import socket
 import ssl
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from prober.redact import REDACTOR
+from prober.redact import MASK, REDACTOR
 from prober.status import Reason
 
 MESSAGE_LIMIT = 300  # characters of a run's message (and of a driver's words inside it)
+# the secrets of the target being run (longest first), set by the runner for the run: a driver's words are
+# cut inside the kind, and must be masked before, even where the global redactor was not told of them
+RUN_SECRETS: ContextVar[tuple[str, ...]] = ContextVar("prober_run_secrets", default=())
 
 
 class ProberError(Exception):
@@ -80,7 +84,11 @@ def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
     Secrets are masked *before* the cut: cut first, a secret at the edge would leave its beginning
     behind, where no later redaction could recognise it."""
-    text = " ".join(REDACTOR(text).split())
+    text = REDACTOR(text)
+    for secret in RUN_SECRETS.get():
+        if secret in text:
+            text = text.replace(secret, MASK)
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -192,6 +192,17 @@ class ServerConfig(Strict):
     listen: Address = "0.0.0.0:9478"
     bearer_token: SecretStr | None = None
     enable_reload_endpoint: bool = False
+    # the daemon's own HTTP surface, bounded (README "HTTP endpoints"): connections open at once (the
+    # oldest idle one is closed for a newcomer; with none idle the newcomer gets a 503), how long a
+    # connection may stay idle or take to send a request head, how long a response may take to be read
+    max_connections: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 256
+    idle_timeout: Duration = 30.0
+    write_timeout: Duration = 10.0
+    # /metrics and /status bodies: rendered at most this many at once, shared by concurrent requests and
+    # reused for render_reuse; a request that waited render_timeout for a body gets a 503
+    max_renders: Annotated[int, Field(ge=1, le=64, strict=True)] = 2
+    render_reuse: Duration = 1.0
+    render_timeout: Duration = 10.0
 
 
 def _check_bucket_list(value: Any) -> Any:

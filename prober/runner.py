@@ -9,10 +9,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from prober.errors import MESSAGE_LIMIT, ProbeFailure, describe, shorten
+from prober.errors import MESSAGE_LIMIT, RUN_SECRETS, ProbeFailure, describe, shorten
 from prober.judge import judge
 from prober.models import TargetBase, format_duration
 from prober.probes import KINDS, PROBES, ProbeContext
+from prober.probes._budget import BUDGET, Budget
 from prober.redact import MASK, REDACTOR
 from prober.status import Component, Reason, Result, State, unhealthy
 
@@ -49,9 +50,8 @@ class _Masked:
         return value
 
 
-def _masked(target: TargetBase, result: Result) -> Result:
+def _masked(mask: _Masked, result: Result) -> Result:
     """Secrets out, then the message cut to length (in this order: see :func:`prober.errors.shorten`)."""
-    mask = _Masked(target)
     result.message = shorten(mask.text(result.message), MESSAGE_LIMIT)
     if result.details:
         result.details = mask.deep(result.details)
@@ -68,11 +68,15 @@ async def run_probe(target: TargetBase, ctx: ProbeContext) -> Result:
     """Run the target's probe once and judge it. Returns a result for every outcome; re-raises only
     cancellation."""
     probe = PROBES[target.kind]
+    kind = KINDS[target.kind]
+    budget = Budget(kind.byte_budget)  # what the peers of this run may send (prober/probes/_budget.py)
+    token = BUDGET.set(budget)
+    mask = _Masked(target)
+    secrets_token = RUN_SECRETS.set(tuple(mask.secrets))  # masked before any cut, inside the kind too
     started = time.perf_counter()
     try:
         async with asyncio.timeout(target.timeout):
             observed = await probe(target, ctx)
-        kind = KINDS[target.kind]
         result = judge(target, observed, kind.rules, time.perf_counter() - started, kind.hidden)
     except TimeoutError:
         result = unhealthy(Reason.TIMEOUT, f"no answer within {format_duration(target.timeout)}")
@@ -80,9 +84,16 @@ async def run_probe(target: TargetBase, ctx: ProbeContext) -> Result:
         result = _from_failure(failure)
     except Exception as exc:  # a bug of ours: unknown, never unhealthy
         result = _internal(exc)
+    finally:
+        BUDGET.reset(token)
+        RUN_SECRETS.reset(secrets_token)
+    if budget.over:  # whatever the driver made of the dropped connection, the peer sent too much
+        result = unhealthy(
+            Reason.PROTOCOL, f"the peer sent more than {budget.limit} bytes in one run (the {target.kind} kind's limit)"
+        )
     if result.latency is None:
         result.latency = time.perf_counter() - started
-    return _masked(target, result)
+    return _masked(mask, result)
 
 
 async def run_all(targets: Iterable[TargetBase], ctx: ProbeContext, max_concurrency: int) -> dict[str, Result]:

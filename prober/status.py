@@ -234,6 +234,7 @@ class Board:
         self.groups: dict[str, tuple[str, ...]] = {}  # health groups: name -> target names (config order)
         self.configured_targets = 0  # in the config, before sharding
         self.event_loop_tasks = 0  # read on the event loop just before a scrape is rendered
+        self.http_events: dict[str, int] = {}  # what the HTTP surface did to bound itself (server.py)
 
     def apply(self, targets: Iterable[Configured], now: float | None = None, start_periods: bool = False) -> None:
         """Adopt a new target set. Unchanged targets keep their state and counters; a target whose

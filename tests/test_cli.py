@@ -104,3 +104,25 @@ def test_zero_config_start_up_log_redacts_credentials(peers: Peers, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert "Sup3rSecret" not in done.stdout + done.stderr
     assert "probe:***@" in done.stdout
+
+
+@pytest.mark.parametrize(("command", "code"), [("check-config", 2), ("run", 2), ("once", 3)])
+def test_no_targets_is_an_error_naming_where_the_prober_looked(command: str, code: int) -> None:
+    from prober.config import variables_looked_for
+
+    done = run_cli(command, env={"PROBER_CONFIG": "", **{v: "" for v in variables_looked_for()}})
+    assert done.returncode == code, done.stderr
+    assert "OK, 0 targets" not in done.stdout + done.stderr
+    tried = "(tried: -c FILE, $PROBER_CONFIG, /etc/prober/prober.yaml)"
+    assert f"no targets to probe: no config file {tried}" in done.stderr
+    assert f"(looked for: {', '.join(variables_looked_for())})" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("command", "code"), [("check-config", 2), ("run", 2), ("once", 3)])
+def test_a_config_file_without_targets_is_an_error(tmp_path: Path, command: str, code: int) -> None:
+    path = tmp_path / "prober.yaml"
+    path.write_text("# every target was commented out\n")
+    done = run_cli(command, "-c", str(path))
+    assert done.returncode == code, done.stderr
+    assert f"{path}: no targets to probe: the config file names none" in done.stderr

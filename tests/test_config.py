@@ -3,6 +3,8 @@ defaults, the zero-config default from the environment."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,13 @@ EXPECTED: dict[str, str] = {
     "unknown-dsn-parameter.yaml": ":4: targets[0] 'db' (postgres): dsn: unknown parameter 'conection_limit' "
     "(did you mean 'connection_limit'?)",
     "bad-start-period.yaml": ":2: defaults.start_period: expected a duration such as 500ms, 15s, 2m or 1h, got 60",
+    # bounds on what a file may cost to load: each a clean error within a second
+    "billion-laughs.yaml": ":7: invalid YAML: aliases expand to more than 100000 values",
+    "alias-cycle.yaml": ":2: invalid YAML: an alias refers to a value that contains it",
+    "nested-too-deep.yaml": ":65: invalid YAML: nested deeper than 64 levels",
+    "flow-too-deep.yaml": ":2: invalid YAML: nested deeper than 64 levels",
+    "huge-integer.yaml": ":2: invalid YAML: a number with more than 100 digits",
+    "no-targets.yaml": ": no targets to probe: the config file names none",
 }
 
 
@@ -140,7 +149,7 @@ def test_valid_config_with_defaults_and_interpolation() -> None:
 )
 def test_duration_buckets(tmp_path: Path, section: str, expected: tuple[float, ...]) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text(section + "targets: []\n")
+    path.write_text(section + "targets: [{name: t, kind: tcp, address: '127.0.0.1:1'}]\n")
     assert config.load_file(str(path), environ={}).metrics.duration_buckets == expected
 
 
@@ -222,11 +231,138 @@ def test_zero_config_default_from_the_environment() -> None:
     assert isinstance(tls_target, TlsTarget) and tls_target.address == "example.com:443"
 
 
-def test_zero_config_with_nothing_set_has_no_targets() -> None:
-    assert config.load(None, {}).targets == ()
+def test_zero_config_with_nothing_set_is_an_error_naming_where_it_looked() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, {})
+    (problem,) = caught.value.problems
+    assert problem.startswith("<environment>: no targets to probe: no config file (tried: -c FILE, $PROBER_CONFIG, ")
+    looked = config.variables_looked_for()
+    assert {"DATABASE_URL", "REDIS_URL", "APP_READINESS_URL"} <= set(looked)
+    assert f"(looked for: {', '.join(looked)})" in problem
+
+
+def test_the_variables_looked_for_are_the_ones_zero_config_reads() -> None:
+    """The list in the message is asked of from_environment itself: every variable in it is one the
+    zero-config table documents, and every variable that can start a target on its own (not a companion
+    such as PGPORT or REDIS_PASSWORD) is in it."""
+    asked = config.variables_looked_for()
+    table = {variable.name: variable for variable in config.ZERO_CONFIG_VARIABLES}
+    assert set(asked) <= set(table), set(asked) - set(table)
+    starters = {name for name, variable in table.items() if not variable.gives.startswith("with ")}
+    assert starters - set(asked) <= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET", "AWS_REGION"}, (
+        starters - set(asked)
+    )
+    assert config.from_environment({"REDIS_HOST": "cache"}) != config.from_environment({})
 
 
 def test_prober_config_variable_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("targets:\n  - {name: t, kind: tcp, address: '127.0.0.1:1'}\n")
     assert config.load(None, {"PROBER_CONFIG": str(path)}).source == str(path)
+
+
+# --- files that are not plain config files ------------------------------------------------------------
+
+
+def test_a_fifo_as_config_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "prober.yaml"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:  # opening a FIFO for reading would wait for a writer
+        config.load_file(str(fifo), environ={})
+    assert time.monotonic() - started < 1
+    assert caught.value.problems == [f"{fifo}: cannot read the config file: a FIFO, not a regular file"]
+
+
+def test_a_device_as_config_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load_file("/dev/zero", environ={})
+    assert caught.value.problems == ["/dev/zero: cannot read the config file: a character device, not a regular file"]
+
+
+def test_a_config_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "prober.yaml"
+    with big.open("wb") as out:
+        out.truncate(config.MAX_CONFIG_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ConfigError) as caught:
+        config.load_file(str(big), environ={})
+    assert caught.value.problems == [
+        f"{big}: cannot read the config file: larger than {config.MAX_CONFIG_BYTES} bytes "
+        f"({config.MAX_CONFIG_BYTES + 1} bytes)"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "large"])
+def test_secret_files_that_are_not_plain_files_are_refused(tmp_path: Path, kind: str) -> None:
+    secret = tmp_path / "token"
+    if kind == "fifo":
+        os.mkfifo(secret)
+        expected = "a FIFO, not a regular file"
+    elif kind == "device":
+        secret.symlink_to("/dev/zero")
+        expected = "a character device, not a regular file"
+    else:
+        secret.write_text("x" * (config.MAX_SECRET_BYTES + 1))
+        expected = f"larger than {config.MAX_SECRET_BYTES} bytes"
+    path = tmp_path / "prober.yaml"
+    path.write_text(
+        "targets:\n  - name: api\n    kind: http\n    url: http://127.0.0.1:1/\n    bearer_token_file: token\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        config.load_file(str(path), environ={})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{path}:5: targets[0] 'api' (http): bearer_token_file: cannot read 'token': {expected}")
+
+
+def test_check_config_on_a_fifo_exits_2_without_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "prober.yaml"
+    os.mkfifo(fifo)
+    done = run_cli("check-config", "-c", str(fifo), timeout=30)
+    assert done.returncode == 2
+    assert "a FIFO, not a regular file" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- a Kubernetes ConfigMap: ..data swapped while the config is read -----------------------------------
+
+
+def _configmap_version(root: Path, version: int) -> Path:
+    """A ConfigMap volume as the kubelet writes it: ..<version>/ with the files, ..data -> ..<version>,
+    and each key a link through ..data."""
+    directory = root / f"..{version}"
+    directory.mkdir()
+    (directory / "prober.yaml").write_text(
+        f"targets:\n  - name: api-v{version}\n    kind: http\n    url: http://127.0.0.1:1/\n"
+        "    bearer_token_file: token\n"
+    )
+    (directory / "token").write_text(f"token-of-version-{version}\n")
+    return directory
+
+
+def _swap(root: Path, version: int) -> None:
+    """The kubelet's atomic swap: a new ..data link renamed over the old one."""
+    _configmap_version(root, version)
+    (root / "..data_tmp").symlink_to(f"..{version}")
+    os.replace(root / "..data_tmp", root / "..data")
+
+
+def test_a_configmap_swap_during_a_load_never_mixes_two_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _configmap_version(tmp_path, 1)
+    (tmp_path / "..data").symlink_to("..1")
+    for key in ("prober.yaml", "token"):
+        (tmp_path / key).symlink_to(f"..data/{key}")
+    parse = config.parse_yaml
+    version = iter(range(2, 100))
+
+    def parse_then_swap(text: str, source: str) -> object:
+        # the swap lands after the config text was read, before the secret files are
+        _swap(tmp_path, next(version))
+        return parse(text, source)
+
+    monkeypatch.setattr(config, "parse_yaml", parse_then_swap)
+    for _ in range(5):
+        loaded = config.load_file(str(tmp_path / "prober.yaml"), environ={})
+        (target,) = loaded.targets
+        name_version = target.name.removeprefix("api-v")
+        assert loaded.secrets() == [f"token-of-version-{name_version}"], "a config read with another version's secret"

@@ -68,6 +68,7 @@ def board(buckets: tuple[float, ...] | None = None) -> Board:
     filled.groups = {"live": ("api",), "ready": ("api", "db", "cache", "gone")}  # a member not probed here
     for lag in (0.0, 0.004, 0.3, 12.0):
         filled.scheduler_lag.observe(lag)
+    filled.http_events.update(body_rendered=3, body_shared=200)
     return filled
 
 

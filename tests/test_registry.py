@@ -36,7 +36,7 @@ def test_gauge_names_are_metric_safe() -> None:
     assert all(name.replace("_", "").isalnum() and name.islower() for name in GAUGES)
 
 
-PUBLIC_NAMES = ("MODEL", "OBSERVES", "RULES", "WORDS", "classify", "probe")
+PUBLIC_NAMES = ("MODEL", "OBSERVES", "RULES", "WORDS", "BYTE_BUDGET", "classify", "probe")
 
 
 def test_every_kind_module_has_the_same_public_names() -> None:

@@ -305,6 +305,14 @@ DAEMON_FAMILIES: tuple[DaemonFamily, ...] = (
         samples=lambda f: _one(f.board.event_loop_tasks),
     ),
     DaemonFamily(
+        "prober_http_events",
+        "counter",
+        "What the daemon's HTTP surface did to stay within its bounds: bodies rendered and shared, requests "
+        "answered 503 while busy, connections closed (idle, slow reader) or refused (over the cap).",
+        samples=lambda f: (((event,), float(count)) for event, count in sorted(f.board.http_events.items())),
+        labels=("event",),
+    ),
+    DaemonFamily(
         "prober_metrics_render_fallbacks",
         "counter",
         "Scrapes the fast renderer could not write, answered by prometheus_client's encoder instead (a bug).",

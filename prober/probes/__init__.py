@@ -26,6 +26,7 @@ from pydantic import Field
 from prober.judge import Observable, Observation, Rule, hidden_names
 from prober.models import TargetBase
 from prober.probes import clickhouse, dns, grpc, http, minio, mongodb, postgres, redis, tcp, tls, websocket
+from prober.probes._budget import DEFAULT_BYTE_BUDGET
 from prober.probes._context import ProbeContext
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[Observation]]
@@ -55,12 +56,14 @@ class Kind:
     rules: tuple[Rule, ...]
     observes: Mapping[str, Observable]
     hidden: frozenset[str]
+    byte_budget: int = DEFAULT_BYTE_BUDGET  # bytes a run may receive (``BYTE_BUDGET`` in the module)
 
 
 def _kind(module: ModuleType) -> Kind:
     model: type[TargetBase] = module.MODEL
     (name,) = get_args(model.model_fields["kind"].annotation)
-    return Kind(name, model, module.probe, tuple(module.RULES), module.OBSERVES, hidden_names(module.OBSERVES))
+    budget = module.BYTE_BUDGET
+    return Kind(name, model, module.probe, tuple(module.RULES), module.OBSERVES, hidden_names(module.OBSERVES), budget)
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in map(_kind, MODULES)}

@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 
 from prober.models import TargetBase
-from prober.probes import _http1
+from prober.probes import _budget, _http1
 from prober.probes._kit import Run
+from prober.probes._net import Resolver
 
 
 class ProbeContext:
@@ -25,10 +26,22 @@ class ProbeContext:
         self._ssl: dict[tuple[str | None, bool, tuple[str, ...]], ssl.SSLContext] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._blocking_workers = blocking_workers
+        self.resolver = Resolver()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def begin(self, target: TargetBase) -> Run:
         """A run of ``target`` starts: its deadline and phase timer (see :mod:`._kit`)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self.attach(loop)
         return Run(target.timeout)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Route the loop's name lookups through the probes' resolver, and count the bytes of the
+        connections it makes during a run against the run's budget (:mod:`._budget`)."""
+        self._loop = loop
+        self.resolver.install(loop)
+        _budget.install(loop)
 
     def http_session(self) -> aiohttp.ClientSession:
         """One session for the HTTP APIs the minio and clickhouse probes call. ``force_close``: each run
@@ -84,3 +97,4 @@ class ProbeContext:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        self.resolver.close()

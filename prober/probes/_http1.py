@@ -189,8 +189,10 @@ async def fetch(
 ) -> Answer:
     """The answer to ``method url``, following up to ``max_redirects`` redirects if asked to.
 
-    A redirect to another origin drops the Authorization header, so a token never leaves the host it
-    was configured for."""
+    A redirect to another origin (scheme, host or port) drops every configured header: they are all
+    secrets (README, ``headers``), a token, an API key or a cookie alike, and never leave the origin they
+    were configured for, as browsers and curl drop Authorization and Cookie. A redirect back to the
+    first origin does not bring them back."""
     own_headers = dict(headers)
     for _ in range(max_redirects + 1):
         tls = tls_for() if url.scheme == "https" else None
@@ -199,6 +201,6 @@ async def fetch(
             return answer
         following = _redirect_target(url, location)
         if following.origin() != url.origin():
-            own_headers = {k: v for k, v in own_headers.items() if k.lower() != "authorization"}
+            own_headers = {}
         url, method = following, _next_method(answer.status, method)
     raise ProbeFailure(Reason.PROTOCOL, f"too many redirects ({max_redirects} followed)")

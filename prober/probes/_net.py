@@ -1,4 +1,5 @@
-"""Plain socket steps shared by the probes: resolve, connect, TLS handshake, each timed."""
+"""Plain socket steps shared by the probes: resolve, connect, TLS handshake, each timed; and the
+:class:`Resolver` every name lookup of a probe goes through."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import ipaddress
 import socket
 import ssl
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from prober.errors import ProbeFailure
 from prober.status import Reason
@@ -20,6 +24,78 @@ def is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+AddrInfo = list[tuple[Any, ...]]
+DNS_WORKERS = 64  # lookups at once: names that hang hold a thread each (one per name) until the system gives up
+
+
+class Resolver:
+    """Name lookups for probes, in a thread pool of their own (``prober-dns``), never the event loop's
+    default executor, the render pool or the blocking drivers' pool.
+
+    The system resolver (``getaddrinfo``) cannot be cancelled: a name whose server never answers holds a
+    thread until the resolver's own timeout, long after the run that asked has timed out. So lookups are
+    shared: one lookup per name (and family) at a time, whatever the port, and a run that asks while one
+    is under way waits for the same answer. A name that never resolves therefore holds one thread and
+    costs its own targets their timeout; other names are looked up by the other threads at once.
+
+    Installed as the event loop's ``getaddrinfo`` (:meth:`install`), so the drivers that resolve through
+    the loop (asyncpg, redis-py, pymongo, aiohttp) use it too. Under uvloop the loop resolves its own
+    connections in libuv's thread pool, which nothing else shares either."""
+
+    def __init__(self, workers: int = DNS_WORKERS, lookup: Callable[..., AddrInfo] = socket.getaddrinfo) -> None:
+        self._workers = workers
+        self._lookup = lookup
+        self._executor: ThreadPoolExecutor | None = None
+        self._flights: dict[tuple[Any, ...], asyncio.Future[AddrInfo]] = {}
+        self.lookups = 0  # lookups started (shared ones count once)
+
+    async def getaddrinfo(
+        self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> AddrInfo:
+        if host is None or isinstance(port, str) or (isinstance(host, str) and is_ip(host)):
+            # numeric or service-name lookups answer at once: no sharing needed
+            return await self._run(host, port, family, type, proto, flags)
+        key = (host, family, type, proto, flags)
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._run(host, None, family, type, proto, flags))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        infos = await asyncio.shield(flight)
+        return [_with_port(info, port) for info in infos]
+
+    def _landed(self, key: tuple[Any, ...], flight: asyncio.Future[AddrInfo]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved here: every waiter may have gone
+
+    async def _run(self, host: Any, port: Any, family: int, type: int, proto: int, flags: int) -> AddrInfo:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="prober-dns")
+        self.lookups += 1
+        lookup = functools.partial(self._lookup, host, port, family, type, proto, flags)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lookup)
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make this the loop's ``getaddrinfo`` (a loop that does not allow it keeps its own)."""
+        try:
+            loop.getaddrinfo = self.getaddrinfo  # type: ignore[method-assign]
+        except AttributeError:  # uvloop's own Loop class: it resolves in libuv's pool
+            pass
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _with_port(info: tuple[Any, ...], port: Any) -> tuple[Any, ...]:
+    family, kind, proto, canonical, address = info
+    number = int(port) if port is not None else 0
+    return (family, kind, proto, canonical, (address[0], number, *address[2:]))
 
 
 async def resolve(host: str, port: int, phases: dict[str, float]) -> list[str]:

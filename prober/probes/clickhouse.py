@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from clickhouse_connect.driver.asyncclient import AsyncClient
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
+# bytes one run may receive from its peers (_budget.py): system.replicas rows of thousands of tables
+BYTE_BUDGET = 8 * 2**20
+
 DEFAULT_PORTS = {"http": 8123, "https": 8443}
 # UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD (old servers), AUTHENTICATION_FAILED (current ones)
 AUTH_CODES = frozenset({192, 193, 194, 516})

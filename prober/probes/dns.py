@@ -147,6 +147,9 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+# bytes one run may receive (_budget.py): one DNS message (at most 64 KiB) and a retry over TCP
+BYTE_BUDGET = 256 * 2**10
+
 WORDS: tuple[Words, ...] = ()  # dnspython's exception types say it all
 
 

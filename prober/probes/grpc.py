@@ -93,6 +93,9 @@ def _not_serving(target: GrpcTarget, values: Mapping[str, Any]) -> str | None:
 RULES: tuple[Rule, ...] = (unhealthy_if(_not_serving),)
 
 
+# bytes one run may receive (_budget.py): the HTTP/2 preface and settings, one small HealthCheckResponse
+BYTE_BUDGET = 1 * 2**20
+
 WORDS: tuple[Words, ...] = ()  # grpclib's exception types and gRPC status codes say it all
 
 

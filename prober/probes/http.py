@@ -29,6 +29,9 @@ from prober.probes._kit import Run
 from prober.probes._tls import cert_facts, unverified_cert_facts
 from prober.status import Component, Reason, State
 
+# bytes one run may receive from its peers (_budget.py): the 1 MiB body, headers and redirects
+BYTE_BUDGET = 4 * 2**20
+
 MAX_BODY = 1 << 20  # 1 MiB
 MAX_REDIRECTS = 10
 OK_WORDS = frozenset({"ok", "up", "pass", "healthy", "passing"})

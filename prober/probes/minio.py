@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse, PoolManager
     from urllib3.exceptions import HTTPError
 
+# bytes one run may receive from its peers (_budget.py): health endpoints, S3 answers, the canary
+BYTE_BUDGET = 4 * 2**20
+
 LIVE = "/minio/health/live"
 CLUSTER = "/minio/health/cluster"
 CLUSTER_READ = "/minio/health/cluster/read"
@@ -342,11 +345,15 @@ def _budget_pool_class() -> Callable[..., PoolManager]:
 
     class _BudgetPool(urllib3.PoolManager):
         """A urllib3 pool whose every request is bounded by what is left of the run's time budget, with
-        retries and redirects off: minio-py passes no timeout of its own, so this one applies."""
+        retries and redirects off: minio-py passes no timeout of its own, so this one applies. Answers
+        minio-py reads whole are read here in pieces and counted against the kind's byte budget
+        (``BYTE_BUDGET``, after decompression): a peer announcing a huge answer costs at most that."""
 
-        def __init__(self, deadline: float, **kwargs: Any) -> None:
+        def __init__(self, deadline: float, byte_budget: int = BYTE_BUDGET, **kwargs: Any) -> None:
             super().__init__(num_pools=1, maxsize=1, retries=False, **kwargs)
             self.deadline = deadline
+            self.byte_budget = byte_budget
+            self.received = 0
 
         def urlopen(  # type: ignore[override]  # the same override urllib3's PoolManager makes
             self, method: str, url: str, redirect: bool = True, **kw: Any
@@ -356,7 +363,33 @@ def _budget_pool_class() -> Callable[..., PoolManager]:
                 raise TimeoutError("the run's time budget is spent")
             kw["timeout"] = urllib3.Timeout(connect=left, read=left)
             kw["retries"] = False
-            return super().urlopen(method, url, redirect=False, **kw)
+            whole = kw.get("preload_content", True)
+            kw["preload_content"] = False
+            response = super().urlopen(method, url, redirect=False, **kw)
+            if not whole:
+                return response  # streamed: the caller reads a bounded amount (the canary's CANARY_MAX_READ)
+            body = bytearray()
+            try:
+                for piece in response.stream(65536, decode_content=True):
+                    self.received += len(piece)
+                    if self.received > self.byte_budget:
+                        raise ProbeFailure(
+                            Reason.PROTOCOL,
+                            f"the peer sent more than {self.byte_budget} bytes in one run (the minio kind's limit)",
+                        )
+                    body += piece
+            finally:
+                response.release_conn()
+            return urllib3.HTTPResponse(
+                body=bytes(body),
+                headers=response.headers,
+                status=response.status,
+                reason=response.reason,
+                preload_content=True,
+                decode_content=False,
+                request_method=method,
+                request_url=url,
+            )
 
     return _BudgetPool
 

@@ -64,6 +64,9 @@ if TYPE_CHECKING:
     from pymongo.read_preferences import _ServerMode
     from pymongo.topology_description import TopologyDescription
 
+# bytes one run may receive from its peers (_budget.py): hello and replSetGetStatus of a large replica set
+BYTE_BUDGET = 8 * 2**20
+
 POLL_INTERVAL = 0.025  # seconds between looks at the topology while the first command waits
 CLOSE_BUDGET = 0.5  # seconds for endSessions on close(); errors there are ignored by pymongo
 BAD_MEMBER_STATES = frozenset({"RECOVERING", "DOWN", "ROLLBACK", "UNKNOWN"})

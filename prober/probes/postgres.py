@@ -43,6 +43,9 @@ from prober.status import Reason
 if TYPE_CHECKING:
     import asyncpg
 
+# bytes one run may receive from its peers (_budget.py): a few rows of facts
+BYTE_BUDGET = 1 * 2**20
+
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DEFAULT_SSLMODE = "prefer"  # libpq's default
 Client = Literal["libpq", "prisma", "node-postgres"]

@@ -38,6 +38,9 @@ from prober.status import Reason
 if TYPE_CHECKING:
     from redis.asyncio.connection import Connection
 
+# bytes one run may receive from its peers (_budget.py): INFO and its sections
+BYTE_BUDGET = 4 * 2**20
+
 DEFAULT_PORT = 6379
 SENTINEL_SHARE = 1 / 3  # of the run's budget, for asking the Sentinels (all at once)
 

@@ -10,6 +10,9 @@ from prober.models import Address, TargetBase, split_address
 from prober.probes import _net
 from prober.probes._context import ProbeContext
 
+# bytes one run may receive from its peers (_budget.py): nothing is read
+BYTE_BUDGET = 64 * 2**10
+
 
 class TcpTarget(TargetBase):
     kind: Literal["tcp"]

@@ -16,6 +16,9 @@ from prober.probes._kit import Run
 from prober.probes._tls import CERTIFICATE, cert_facts, expiry_note, peer_cert_der, unverified_cert_facts
 from prober.status import Reason
 
+# not counted: the handshake runs on a bare socket, and OpenSSL bounds certificate chains (100 KiB)
+BYTE_BUDGET = 1 * 2**20
+
 Days = Annotated[float, Field(ge=0)]
 
 

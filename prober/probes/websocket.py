@@ -153,6 +153,9 @@ def _unexpected(target: WebsocketTarget, values: Mapping[str, Any]) -> str | Non
 RULES: tuple[Rule, ...] = (unhealthy_if(_refused), unhealthy_if(_unexpected))
 
 
+# bytes one run may receive (_budget.py): the upgrade's head, a first message (at most 1 MiB) and pongs
+BYTE_BUDGET = 4 * 2**20
+
 WORDS: tuple[Words, ...] = ()  # no driver words to read: exception types say it all
 
 

@@ -314,8 +314,13 @@ async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 
 FakeMode = Literal[
-    "close-after-ssl-answer", "echo-password-in-auth-error", "echo-password-in-query-error", "silent-after-auth"
+    "close-after-ssl-answer",
+    "echo-password-in-auth-error",
+    "echo-password-in-query-error",
+    "silent-after-auth",
+    "huge-message",
 ]
+HUGE_MESSAGE = 2**30  # what the "huge-message" fake announces: a message of 1 GiB
 
 
 @dataclass
@@ -325,6 +330,7 @@ class FakePostgres:
     mode: FakeMode
     port: int = 0
     received: list[str] = field(default_factory=list)
+    sent: int = 0  # bytes of the huge message actually sent
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
     handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -342,6 +348,14 @@ class FakePostgres:
                 writer.transport.abort()
                 return
             await _read_startup(reader, writer)
+            if self.mode == "huge-message":  # announce a 1 GiB message, then send it as fast as it is taken
+                writer.write(b"R" + struct.pack("!i", HUGE_MESSAGE))
+                piece = bytes(1 << 20)
+                while self.sent < HUGE_MESSAGE:
+                    writer.write(piece)
+                    await writer.drain()
+                    self.sent += len(piece)
+                return
             writer.write(_message(b"R", struct.pack("!i", 3)))  # AuthenticationCleartextPassword
             await writer.drain()
             kind, body = await _read_message(reader)

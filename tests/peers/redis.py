@@ -295,13 +295,15 @@ def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proces
 
 # --- hostile peers -----------------------------------------------------------------------------------
 
-Garbage = Literal["http", "random", "close", "hangup-after-command", "silent", "echo-error"]
+Garbage = Literal["http", "random", "close", "hangup-after-command", "silent", "echo-error", "huge-reply"]
+HUGE_REPLY = 10**12  # what the "huge-reply" peer announces: a bulk string of 10^12 bytes
 
 
 @dataclass
 class GarbagePeer:
     port: int
     connections: int = 0
+    sent: int = 0  # bytes of a huge reply actually sent
 
 
 @asynccontextmanager
@@ -310,7 +312,8 @@ async def garbage_peer(mode: Garbage) -> AsyncIterator[GarbagePeer]:
     ``http`` a real aiohttp server; ``random`` 4 KiB of seeded random bytes on connect; ``close``
     hangs up at once; ``hangup-after-command`` reads the first command and hangs up without a
     reply; ``silent`` reads and never answers; ``echo-error`` answers the first command with an
-    error reply that quotes it, password and all."""
+    error reply that quotes it, password and all; ``huge-reply`` answers the first command with a bulk
+    string announced as 10^12 bytes, and sends it as fast as it is taken."""
     if mode == "http":
         runner, port = await hello_http_server()
         try:
@@ -337,6 +340,14 @@ async def garbage_peer(mode: Garbage) -> AsyncIterator[GarbagePeer]:
                 writer.write(f"-ERR you sent {' '.join(words)}\r\n".encode())
                 await writer.drain()
                 await reader.read(65536)
+            elif mode == "huge-reply":
+                await reader.read(65536)
+                writer.write(f"${HUGE_REPLY}\r\n".encode())
+                piece = bytes(1 << 20)
+                while peer.sent < HUGE_REPLY:
+                    writer.write(piece)
+                    await writer.drain()
+                    peer.sent += len(piece)
             elif mode == "silent":
                 while await reader.read(65536):
                     pass

@@ -143,6 +143,10 @@ def health_app() -> web.Application:
     async def echo_headers(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "x_api_key": request.headers.get("X-Api-Key", "")})
 
+    @routes.get("/echo-all-headers")
+    async def echo_all_headers(request: web.Request) -> web.Response:
+        return web.json_response({name.lower(): value for name, value in request.headers.items()})
+
     @routes.route("*", "/redirect-to")
     async def redirect_to(request: web.Request) -> web.Response:
         status = int(request.query.get("status", "302"))

@@ -194,6 +194,21 @@ async def test_a_redirect_to_another_origin_drops_the_authorization(peers: Peers
     assert (same["status"], other["status"]) == ("Bearer t0ken", "")
 
 
+async def test_a_redirect_to_another_origin_drops_every_configured_header_and_cookie(peers: Peers) -> None:
+    """Every configured header is a secret (an API key, a cookie, a token): none follows a redirect to
+    another origin (another host, port or scheme), as browsers and curl drop Authorization and Cookie;
+    within the origin they are all sent. A second hop back to the first origin does not restore them."""
+    secrets = {"X-Api-Key": "k3y-CANARY", "Cookie": "session=CANARY", "Authorization": "Bearer t0ken"}
+    port = peers.ports["http"]
+    same = await fetch(peers.url("/redirect-to?to=/echo-all-headers"), headers=secrets)
+    assert {k: same.get(k.lower()) for k in secrets} == secrets
+    sent = await fetch(peers.url(f"/redirect-to?to=http://localhost:{port}/echo-all-headers"), headers=secrets)
+    assert not any(k.lower() in sent for k in secrets), sent
+    back = f"http://localhost:{port}/redirect-to?to=http://127.0.0.1:{port}/echo-all-headers"
+    sent = await fetch(peers.url(f"/redirect-to?to={back}"), headers=secrets)
+    assert not any(k.lower() in sent for k in secrets), sent
+
+
 @pytest.mark.parametrize(
     ("status", "method", "then"), [(303, "POST", "GET"), (302, "POST", "GET"), (307, "POST", "POST")]
 )

@@ -488,3 +488,23 @@ async def test_conditions_judge_what_postgres_reports(pg_primary: PgServer, ctx:
         and "degraded: connections_in_use >= 1 && server_version.startsWith('15') (connections_in_use="
         in result.message
     )
+
+
+async def test_a_peer_announcing_a_1_gib_message_costs_only_the_byte_budget(ctx: ProbeContext) -> None:
+    """The fake announces a 1 GiB message and sends it as fast as it is taken; asyncpg would buffer all
+    of it. The run's byte budget drops the connection after 1 MiB: ``protocol``, memory bounded."""
+    import tracemalloc
+
+    from prober.probes.postgres import BYTE_BUDGET
+
+    tracemalloc.start()
+    try:
+        async with fake_postgres("huge-message") as fake:
+            result = await run_probe(target(f"postgresql://app:pw@127.0.0.1:{fake.port}/postgres", timeout="5s"), ctx)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (result.state, result.reason) == (State.UNHEALTHY, Reason.PROTOCOL), result.message
+    assert result.message == f"the peer sent more than {BYTE_BUDGET} bytes in one run (the postgres kind's limit)"
+    assert fake.sent < 64 * 2**20  # the connection was dropped, not read to the end
+    assert peak < 32 * 2**20, f"peak {peak / 2**20:.0f} MiB of Python allocations"

@@ -467,3 +467,23 @@ async def test_conditions_judge_what_redis_reports(ctx: ProbeContext, redis_serv
         State.DEGRADED,
         "degraded: maxmemory_policy != 'noeviction' (allkeys-lru)",
     )
+
+
+async def test_a_peer_announcing_a_huge_reply_costs_only_the_byte_budget(ctx: ProbeContext) -> None:
+    """A bulk string announced as 10^12 bytes, sent as fast as it is taken: redis-py would buffer it
+    until the run's timeout. The byte budget drops the connection after 4 MiB: ``protocol``."""
+    import tracemalloc
+
+    from prober.probes.redis import BYTE_BUDGET
+
+    tracemalloc.start()
+    try:
+        async with garbage_peer("huge-reply") as peer:
+            result = await probe(ctx, f"redis://127.0.0.1:{peer.port}", timeout="5s")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (result.state, result.reason) == (State.UNHEALTHY, Reason.PROTOCOL), result.message
+    assert result.message == f"the peer sent more than {BYTE_BUDGET} bytes in one run (the redis kind's limit)"
+    assert peer.sent < 128 * 2**20
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB of Python allocations"

@@ -117,3 +117,28 @@ def test_arbitrary_text(text: str) -> None:
 )
 def test_yaml_fragments(lines: list[str]) -> None:
     check("\n".join(lines))
+
+
+def _bounded_document(depth: int, fan: int, levels: int, digits: int, flow: bool) -> str:
+    """Documents at and past the loader's bounds: nesting, aliases that multiply, long numbers."""
+    lines = ["a0: &a0 [x, y, z]"]
+    for level in range(1, levels + 1):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * fan) + "]")
+    nested = "[" * depth + "1" + "]" * depth if flow else "".join(f"\n{'  ' * (i + 1)}k{i}:" for i in range(depth))
+    lines.append(f"deep: {nested} 1" if not flow else f"deep: {nested}")
+    lines.append("n: " + "7" * digits)
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    depth=st.integers(1, 300),
+    fan=st.integers(1, 12),
+    levels=st.integers(0, 12),
+    digits=st.integers(1, 6000),
+    flow=st.booleans(),
+)
+def test_the_loader_bounds(depth: int, fan: int, levels: int, digits: int, flow: bool) -> None:
+    """Whatever the nesting, the alias fan-out or the length of a number: a valid document or a clean
+    error naming the line (how fast: bench/attacks.py)."""
+    check(_bounded_document(depth, fan, levels, digits, flow))

@@ -6,6 +6,7 @@ it lands (a URL path, a host, an access key)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -243,3 +244,94 @@ def test_canaries_in_query_strings_and_variables_never_leak(peers: Peers, tmp_pa
     assert "prober_up" in outputs["/metrics"] and "minio-var" in outputs["/status"]
     for where, text in outputs.items():
         assert CANARY.lower() not in text.lower(), f"the canary leaked into {where}"
+
+
+# --- the rows of the hostile-input review --------------------------------------------------------------
+
+
+async def test_a_secret_echoed_at_the_edge_of_the_cut_leaves_no_beginning_behind() -> None:
+    """A Redis peer answers AUTH with an error quoting the command, password and all. The password is
+    longer than a message may be, so the cut falls inside it: masking comes first, so not even its
+    beginning shows (before, /status showed 'Canary7f3e...')."""
+    from prober.errors import MESSAGE_LIMIT
+    from prober.probes import ProbeContext
+    from prober.probes.redis import RedisTarget
+    from prober.runner import run_probe
+    from tests.peers.redis import garbage_peer
+
+    password = CANARY * (MESSAGE_LIMIT // len(CANARY) + 2)
+    ctx = ProbeContext()
+    try:
+        async with garbage_peer("echo-error") as peer:
+            target = RedisTarget.model_validate(
+                {"name": "r", "kind": "redis", "url": f"redis://:{password}@127.0.0.1:{peer.port}/0", "timeout": "1s"}
+            )
+            result = await run_probe(target, ctx)
+    finally:
+        await ctx.close()
+    assert "***" in result.message, result.message
+    assert CANARY[:6] not in result.message, result.message
+
+
+async def test_configured_headers_and_cookies_never_reach_another_origin() -> None:
+    """An http target with an API key, a cookie and a token, redirected to another origin: the other
+    origin receives none of them (only Authorization was dropped before)."""
+    from prober.probes import ProbeContext
+    from prober.probes.http import HttpTarget
+    from prober.runner import run_probe
+
+    received: list[bytes] = []
+
+    async def other_origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    async def first_origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.readuntil(b"\r\n\r\n"))
+        location = f"http://localhost:{other_port}/landing"
+        writer.write(f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    other = await asyncio.start_server(other_origin, "127.0.0.1", 0)
+    first = await asyncio.start_server(first_origin, "127.0.0.1", 0)
+    other_port = other.sockets[0].getsockname()[1]
+    ctx = ProbeContext()
+    try:
+        target = HttpTarget.model_validate(
+            {
+                "name": "web",
+                "kind": "http",
+                "url": f"http://127.0.0.1:{first.sockets[0].getsockname()[1]}/start",
+                "follow_redirects": True,
+                "bearer_token": CANARY,
+                "headers": {"X-Api-Key": CANARY, "Cookie": f"session={CANARY}"},
+            }
+        )
+        result = await run_probe(target, ctx)
+    finally:
+        await ctx.close()
+        for server in (first, other):
+            server.close()
+    assert result.message == "HTTP 200", result.message
+    first_request, other_request = received
+    assert first_request.count(CANARY.encode()) == 3  # configured for the first origin: all sent there
+    assert CANARY.encode() not in other_request, other_request
+
+
+def test_check_config_masks_what_the_logs_mask(tmp_path: Path) -> None:
+    """A password in a DSN's query string (libpq's ?password=) is masked by check-config as by the logs."""
+    path = tmp_path / "prober.yaml"
+    path.write_text(
+        "targets:\n"
+        f"  - {{name: db, kind: postgres, dsn: 'postgresql://app@127.0.0.1:1/app?password={CANARY}&sslmode=disable'}}\n"
+        f"  - {{name: db2, kind: postgres, dsn: 'postgresql://app@127.0.0.1:1/app?sslmode=disable&password={CANARY}'}}\n"
+    )
+    checked = run_cli("check-config", "-c", str(path))
+    assert checked.returncode == 0, checked.stderr
+    assert "password=***" in checked.stdout
+    once = run_cli("once", "-c", str(path), "--log-level", "debug")
+    for text in (checked.stdout + checked.stderr, once.stdout + once.stderr):
+        assert CANARY not in text
