@@ -70,3 +70,19 @@ class Run:
                 yield
         except TimeoutError:
             raise ProbeFailure(Reason.TIMEOUT, on_timeout if isinstance(on_timeout, str) else on_timeout()) from None
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as people say it, in its two largest units: ``3.2s``, ``42s``, ``7m12s``, ``26h``, ``3d2h``."""
+    if seconds < 10:
+        return f"{max(seconds, 0.0):.2g}s"
+    left = round(seconds)
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for index, (unit, size) in enumerate(units):
+        if left >= size or unit == "s":
+            first, rest = divmod(left, size)
+            said = f"{first}{unit}"
+            if index + 1 < len(units) and rest // units[index + 1][1]:
+                said += f"{rest // units[index + 1][1]}{units[index + 1][0]}"
+            return said
+    return f"{left}s"  # unreachable: the loop ends with seconds
