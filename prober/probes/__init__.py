@@ -25,12 +25,12 @@ from pydantic import Field
 
 from prober.judge import Observable, Observation, Rule, hidden_names
 from prober.models import TargetBase
-from prober.probes import clickhouse, http, minio, mongodb, postgres, redis, tcp, tls
+from prober.probes import bullmq, clickhouse, file, http, minio, mongodb, postgres, redis, tcp, tls
 from prober.probes._context import ProbeContext
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[Observation]]
 
-MODULES: tuple[ModuleType, ...] = (clickhouse, http, minio, mongodb, postgres, redis, tcp, tls)
+MODULES: tuple[ModuleType, ...] = (bullmq, clickhouse, file, http, minio, mongodb, postgres, redis, tcp, tls)
 
 
 @dataclass(frozen=True, slots=True)
