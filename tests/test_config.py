@@ -72,6 +72,13 @@ EXPECTED: dict[str, str] = {
     "No such file or directory",
     "unreadable-secret-file.yaml": ":5: targets[0] 'api' (http): bearer_token_file: cannot read "
     "'/nonexistent/prober-token': No such file or directory",
+    "bullmq-queue-name.yaml": ":5: targets[0] 'jobs' (bullmq): queues: queues[1]: a BullMQ queue name cannot contain "
+    "':' (BullMQ refuses it), got 'mail:out'",
+    "file-relative-path.yaml": ":4: targets[0] 'backups' (file): path: expected an absolute path or glob "
+    "(/var/backups/db-*.dump), got 'backups/*.dump'",
+    "newest-object-ages.yaml": ":8: targets[0] 's3-backups' (minio): newest_object: unhealthy_age (24h) must be "
+    "longer than max_age (48h)",
+    "mongodb-query-two-reads.yaml": ":5: targets[0] 'devices' (mongodb): query: set exactly one of count and find_one",
 }
 
 

@@ -18,7 +18,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from prober.judge import Check, Rule, degraded_if, unhealthy_if
 from prober.models import Duration, Strict
-from prober.probes._kit import human_duration
+from prober.probes._kit import config_duration, human_duration
 from prober.status import Reason
 
 DEFAULT_MAX_AGE = 26 * 3600.0  # a daily backup, with two hours of slack
@@ -74,8 +74,8 @@ class Limits(Strict):
     def _ages_in_order(self) -> Self:
         if self.unhealthy_age is not None and self.unhealthy_age <= self.max_age:
             raise ValueError(
-                f"unhealthy_age ({human_duration(self.unhealthy_age)}) must be longer than max_age "
-                f"({human_duration(self.max_age)})"
+                f"unhealthy_age ({config_duration(self.unhealthy_age)}) must be longer than max_age "
+                f"({config_duration(self.max_age)})"
             )
         return self
 
@@ -152,7 +152,7 @@ def rules(watch: Watch) -> tuple[Rule, ...]:
             if unhealthy and values.get("listing_truncated"):
                 return None
             field = "unhealthy_age" if unhealthy else "max_age"
-            age, most = human_duration(item["age_seconds"]), human_duration(limit)
+            age, most = human_duration(item["age_seconds"]), config_duration(limit)
             return (
                 f"the newest {watch.thing} {watch.where(target)} is {age} old (> {field} {most}): {item[watch.label]}"
             )

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from prober.errors import ProbeFailure
+from prober.models import format_duration
 from prober.status import Reason
 
 MARGIN_SHARE = 0.1  # of the timeout, kept back from a run's own deadline ...
@@ -86,3 +87,11 @@ def human_duration(seconds: float) -> str:
                 said += f"{rest // units[index + 1][1]}{units[index + 1][0]}"
             return said
     return f"{left}s"  # unreachable: the loop ends with seconds
+
+
+def config_duration(seconds: float) -> str:
+    """A duration as a config writes it (the units a config takes: h, m, s, ms): ``26h``, ``90m``, ``45s``."""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    return format_duration(seconds)

@@ -41,14 +41,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import PlainValidator, StringConstraints
 
 from prober.errors import ProbeFailure, Words, describe, driver_errors
 from prober.judge import Observable, Observation, Rule, above, degraded_if, unhealthy_if
 from prober.models import Duration, format_duration
 from prober.probes import redis as redis_kind
 from prober.probes._context import ProbeContext
-from prober.probes._kit import Run, human_duration
+from prober.probes._kit import Run, config_duration, human_duration
 from prober.status import Reason
 
 if TYPE_CHECKING:
@@ -62,20 +62,30 @@ STATES = ("waiting", "active", "delayed", "failed", "completed", "waiting_childr
 LEGACY_MARKER = "0:"  # a marker BullMQ < 5 left at the tail of the wait list (its getCounts skips it)
 
 
-def _check_queue(name: str) -> str:
-    if ":" in name:
-        raise ValueError(f"a BullMQ queue name cannot contain ':' (BullMQ refuses it), got {name!r}")
-    return name
-
-
-QueueName = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_check_queue)]
 Prefix = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
 
 
-def _unique(names: list[str]) -> list[str]:
-    if len(set(names)) != len(names):
+def _check_queues(value: Any) -> list[str] | Literal["all"]:
+    """``all``, or a list of 1 to MAX_QUEUES distinct queue names (one validator: one clear message)."""
+    if value == "all":
+        return "all"
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a list of queue names ([email, thumbnails]) or all, got {value!r}")
+    if len(value) > MAX_QUEUES:
+        raise ValueError(f"at most {MAX_QUEUES} queues per target, got {len(value)}")
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ValueError(f"queues[{index}]: expected a queue name, got {name!r}")
+        if ":" in name:
+            raise ValueError(
+                f"queues[{index}]: a BullMQ queue name cannot contain ':' (BullMQ refuses it), got {name!r}"
+            )
+    if len(set(value)) != len(value):
         raise ValueError("a queue is named twice")
-    return names
+    return list(value)
+
+
+Queues = Annotated[list[str] | Literal["all"], PlainValidator(_check_queues)]
 
 
 class BullmqTarget(redis_kind.RedisTarget):
@@ -83,9 +93,7 @@ class BullmqTarget(redis_kind.RedisTarget):
     max_memory_usage), and the queues."""
 
     kind: Literal["bullmq"]  # type: ignore[assignment]  # a kind of its own, with the redis kind's connection
-    queues: (
-        Annotated[list[QueueName], Field(min_length=1, max_length=MAX_QUEUES), AfterValidator(_unique)] | Literal["all"]
-    )
+    queues: Queues
     prefix: Prefix = "bull"
     max_wait: Duration = 300.0
 
@@ -522,7 +530,7 @@ def _too_old(target: BullmqTarget, values: Mapping[str, Any]) -> str | None:
     return _joined(
         [
             f"{name}: the oldest waiting job waits for {human_duration(q['oldest_waiting_age_seconds'])} "
-            f"(max_wait {human_duration(limit)})"
+            f"(max_wait {config_duration(limit)})"
             for name, q in _each(values)
             if not q["paused"] and (q["oldest_waiting_age_seconds"] or 0) > limit
         ]

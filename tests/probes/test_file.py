@@ -61,11 +61,11 @@ async def test_stale_is_degraded_then_unhealthy(ctx: ProbeContext, tmp_path: Pat
     path = backup(tmp_path / "nightly.tar.gz", 4096, age=30 * HOUR)
     stale = await probe(ctx, path, max_age="26h", unhealthy_age="72h")
     assert stale.state is State.DEGRADED, stale.message
-    assert stale.message == f"the newest file matching {path} is 1d6h old (> max_age 1d2h): {path}"
+    assert stale.message == f"the newest file matching {path} is 1d6h old (> max_age 26h): {path}"
     backup(path, 4096, age=80 * HOUR)
     dead = await probe(ctx, path, max_age="26h", unhealthy_age="72h")
     assert (dead.state, dead.reason) == (State.UNHEALTHY, Reason.ASSERTION), dead.message
-    assert dead.message == f"the newest file matching {path} is 3d8h old (> unhealthy_age 3d): {path}"
+    assert dead.message == f"the newest file matching {path} is 3d8h old (> unhealthy_age 72h): {path}"
 
 
 async def test_too_small_and_empty(ctx: ProbeContext, tmp_path: Path) -> None:
