@@ -59,6 +59,10 @@ def config(peers: Peers, token_file: Path) -> str:
         f"{{name: redis-password, kind: redis, url: 'redis://{garbage}/0', password: {CANARY}}}",
         f"{{name: redis-sentinel, kind: redis, url: 'redis://x/0', password: {CANARY}, sentinels: ['{echo}'], "
         f"master_name: m, sentinel_password: {CANARY}}}",
+        f"{{name: bullmq-url, kind: bullmq, url: 'redis://:{CANARY}@{echo}/0', queues: [email]}}",
+        f"{{name: bullmq-password, kind: bullmq, url: 'redis://{garbage}/0', password: {CANARY}, queues: all}}",
+        f"{{name: bullmq-sentinel, kind: bullmq, url: 'redis://x/0', password: {CANARY}, sentinels: ['{echo}'], "
+        f"master_name: m, sentinel_password: {CANARY}, queues: [email]}}",
         f"{{name: mongo-uri, kind: mongodb, uri: 'mongodb://app:{CANARY}@{echo}/'}}",
         f"{{name: mongo-password, kind: mongodb, uri: 'mongodb://app@{closed}/', password: {CANARY}}}",
         f"{{name: minio, kind: minio, endpoint: 'http://{echo}', access_key: app, secret_key: {CANARY}, "
