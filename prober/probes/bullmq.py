@@ -474,6 +474,8 @@ def _observe(target: BullmqTarget, facts: _Facts) -> Observation:
         f"{sum(q.counts['active'] for q in facts.queues)} active, {failed} failed since the last run"
         + ("" if facts.workers_note else f", {seen} worker connection{'s' if seen != 1 else ''}")
     )
+    if facts.discovery is not None and not facts.discovery["complete"]:
+        summary += " (queues: all: discovery under way, the queues found so far; SCAN goes on next run)"
     gauges = {"memory_usage_ratio": used / limit} if used is not None and limit else {}
     return Observation(
         values,
