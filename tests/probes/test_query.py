@@ -8,9 +8,12 @@ import asyncio
 import datetime
 import decimal
 import gc
+import json
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pymongo
@@ -24,6 +27,7 @@ from prober.probes.mongodb import MongodbTarget
 from prober.probes.postgres import PostgresTarget
 from prober.runner import run_probe
 from prober.status import Reason, State
+from tests.helpers import run_cli
 from tests.peers import clickhouse as peers_ch
 from tests.peers.clickhouse import ChdbFront
 from tests.peers.mongodb import NxServer, mock_member, nx_server
@@ -356,3 +360,25 @@ def test_an_empty_query_is_refused(kind: str) -> None:
     field = {"postgres": {"dsn": "postgresql://h/db"}, "clickhouse": {"url": "http://h:8123"}}[kind]
     with pytest.raises(ValidationError, match="at least 1 character"):
         model.model_validate({"name": "x", "kind": kind, "query": "", **field})
+
+
+def test_prober_once_shows_the_row(pg_primary: PgServer, jobs: str) -> None:
+    config = {
+        "targets": [
+            {
+                "name": "pending",
+                "kind": "postgres",
+                "dsn": pg_primary.dsn(SUPERUSER, sslmode="disable"),
+                "query": f"SELECT count(*) AS pending FROM {jobs} WHERE state = 'pending'",
+                "degraded_if": ["row.pending > 1000"],
+            }
+        ]
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "prober.yaml"
+        path.write_text(json.dumps(config))
+        done = run_cli("once", "-c", str(path), "--json")
+    assert done.returncode == 1, done.stderr  # degraded
+    check = json.loads(done.stdout)["checks"]["pending"]
+    assert check["details"]["row"] == {"pending": 1200} and check["details"]["result"] == 1200
+    assert check["message"].endswith("degraded: row.pending > 1000 (1200)")
