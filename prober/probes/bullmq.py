@@ -425,13 +425,6 @@ async def _read(
     return facts
 
 
-def _number(info: Mapping[str, str], key: str) -> float | None:
-    try:
-        return float(info[key])
-    except (KeyError, ValueError):
-        return None
-
-
 def _observe(target: BullmqTarget, facts: _Facts) -> Observation:
     info = facts.info
     values: dict[str, Any] = {
@@ -439,7 +432,7 @@ def _observe(target: BullmqTarget, facts: _Facts) -> Observation:
         "role": {"master": "master", "slave": "replica"}.get(info.get("role", ""), info.get("role") or "unknown"),
         "maxmemory_policy": info.get("maxmemory_policy"),
     }
-    used, limit = _number(info, "used_memory"), _number(info, "maxmemory")
+    used, limit = redis_kind._number(info, "used_memory"), redis_kind._number(info, "maxmemory")
     if used is not None and limit:
         values["memory_usage_ratio"] = round(used / limit, 4)
     queues: dict[str, Any] = {}
