@@ -23,6 +23,7 @@ from prober.status import Reason, Series
 
 MAX_COLUMNS = 20  # columns kept of the row (and so exported)
 MAX_TEXT = 200  # characters of a text value
+MAX_NAME = 100  # characters of a column name (a label value of prober_query_value)
 MAX_ITEMS = 20  # items of a list or map nested in a value
 MAX_DEPTH = 3
 MAX_QUERY = 10_000  # characters of a query in the config
@@ -66,7 +67,7 @@ def observe(columns: Iterable[tuple[str, Any]] | None) -> tuple[dict[str, Any], 
     ``query_value`` samples of its numeric columns."""
     if columns is None:
         return {"row": {}, "rows": 0}, ()
-    row = {str(name): plain(value) for name, value in list(columns)[:MAX_COLUMNS]}
+    row = {str(name)[:MAX_NAME]: plain(value) for name, value in list(columns)[:MAX_COLUMNS]}
     values: dict[str, Any] = {"row": row, "rows": 1}
     if len(row) == 1:
         values["result"] = next(iter(row.values()))

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from redis.asyncio.connection import Connection
 
 MAX_QUEUES = 50  # queues per target: in the config, found by queues: all, and so in the metrics
+MAX_NAME = 200  # characters of a queue name (a label value)
 SCAN_CALLS = 10  # SCAN calls per run while queues: all looks for queues ...
 SCAN_COUNT = 1000  # ... each asking Redis to look at about this many keys
 RESCAN_AFTER = 300.0  # seconds between two complete discoveries
@@ -74,7 +75,7 @@ def _check_queues(value: Any) -> list[str] | Literal["all"]:
     if len(value) > MAX_QUEUES:
         raise ValueError(f"at most {MAX_QUEUES} queues per target, got {len(value)}")
     for index, name in enumerate(value):
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
             raise ValueError(f"queues[{index}]: expected a queue name, got {name!r}")
         if ":" in name:
             raise ValueError(
@@ -322,7 +323,7 @@ async def _discover(conn: Connection, target: BullmqTarget, memory: dict[str, An
             found.cursor = int(reply[0])
             for key in reply[1]:
                 name = key[head:tail] if isinstance(key, str) else ""
-                if name and ":" not in name:
+                if name and ":" not in name and len(name) <= MAX_NAME:  # BullMQ's names; the key is data
                     found.seen.add(name)
             if found.cursor == 0:
                 found.known, found.complete, found.scanning = sorted(found.seen), True, False
