@@ -23,7 +23,7 @@ from typing import Any
 
 from prober import conditions
 from prober.models import TargetBase, format_duration
-from prober.status import Component, Reason, Result, State
+from prober.status import Component, Reason, Result, Series, State
 
 Check = Callable[[Any, Mapping[str, Any]], str | None]
 """(the target's config, the run's values) -> the problem, in words, when the rule holds; else None."""
@@ -86,6 +86,7 @@ class Observation:
     gauges: dict[str, float] = field(default_factory=dict)
     info: dict[str, str] = field(default_factory=dict)
     components: dict[str, Component] = field(default_factory=dict)
+    series: dict[str, Series] = field(default_factory=dict)  # labelled samples of the families that take them
 
 
 @dataclass(slots=True)
@@ -165,4 +166,5 @@ def judge(
         gauges=observed.gauges,
         info=observed.info,
         components=observed.components,
+        series=observed.series,
     )

@@ -57,6 +57,11 @@ def _masked(mask: _Masked, result: Result) -> Result:
         result.details = mask.deep(result.details)
     if result.info:
         result.info = {k: mask.text(v) for k, v in result.info.items()}
+    if result.series:
+        result.series = {
+            family: tuple((tuple(mask.text(label) for label in labels), value) for labels, value in samples)
+            for family, samples in result.series.items()
+        }
     if result.components:
         result.components = {
             mask.text(name): Component(c.state, mask.text(c.reported)) for name, c in result.components.items()

@@ -93,6 +93,7 @@ class Scheduler:
         """Adopt a target set: add, remove and reschedule jobs; unchanged targets are left alone."""
         wanted = {t.name: t for t in targets}
         self.board.apply(targets, start_periods=True)
+        self.ctx.retain(targets)  # a removed or changed target forgets its previous runs
         for name in self._targets.keys() - wanted.keys():
             self._aps.remove_job(name)
             self._anchors.pop(name, None)

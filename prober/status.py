@@ -58,6 +58,10 @@ class Component:
         return {"status": self.state.value, "reported": self.reported}
 
 
+Series = tuple[tuple[tuple[str, ...], float], ...]
+"""Samples of one labelled per-target family: (the values of its own labels, the value) each."""
+
+
 @dataclass(slots=True)
 class Result:
     """The outcome of one probe run."""
@@ -71,6 +75,9 @@ class Result:
     gauges: dict[str, float] = field(default_factory=dict)  # exported per-target gauges (see prober.metrics)
     info: dict[str, str] = field(default_factory=dict)  # version, role: prober_target_info labels
     components: dict[str, Component] = field(default_factory=dict)  # what a health body reports per dependency
+    series: dict[str, Series] = field(
+        default_factory=dict
+    )  # labelled per-target samples, by family (see prober.metrics)
     error: BaseException | None = field(default=None, repr=False)  # an internal error, for the log
 
     @property

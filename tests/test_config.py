@@ -88,6 +88,13 @@ EXPECTED: dict[str, str] = {
     "flow-too-deep.yaml": ":2: invalid YAML: nested deeper than 64 levels",
     "huge-integer.yaml": ":2: invalid YAML: a number with more than 100 digits",
     "no-targets.yaml": ": no targets to probe: the config file names none",
+    "bullmq-queue-name.yaml": ":5: targets[0] 'jobs' (bullmq): queues: queues[1]: a BullMQ queue name cannot contain "
+    "':' (BullMQ refuses it), got 'mail:out'",
+    "file-relative-path.yaml": ":4: targets[0] 'backups' (file): path: expected an absolute path or glob "
+    "(/var/backups/db-*.dump), got 'backups/*.dump'",
+    "newest-object-ages.yaml": ":8: targets[0] 's3-backups' (minio): newest_object: unhealthy_age (24h) must be "
+    "longer than max_age (48h)",
+    "mongodb-query-two-reads.yaml": ":5: targets[0] 'devices' (mongodb): query: set exactly one of count and find_one",
 }
 
 

@@ -32,13 +32,14 @@ HEAVY = (
 DRIVERS = {
     "postgres": "asyncpg",
     "redis": "redis",
+    "bullmq": "redis",  # BullMQ is spoken through redis-py, as the redis kind speaks it
     "mongodb": "pymongo",
     "minio": "minio",
     "clickhouse": "clickhouse_connect",
     "dns": "dns",
     "grpc": "grpclib",
 }
-DRIVERLESS = {"http", "tcp", "tls", "websocket"}  # sockets, aiohttp and (on first TLS use) cryptography only
+DRIVERLESS = {"http", "tcp", "tls", "websocket", "file"}  # sockets, aiohttp, os (file), cryptography on first TLS use
 
 
 def test_every_kind_has_an_import_case() -> None:
@@ -112,11 +113,21 @@ def test_driverless_config_imports_no_driver(tmp_path: Path) -> None:
     assert report["after_run"] == []  # cryptography comes only with a certificate to read
 
 
+def test_a_file_target_imports_no_driver_when_it_runs(tmp_path: Path) -> None:
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    (backups / "db.dump").write_bytes(b"dump")
+    report = _report(tmp_path, f"  - {{name: backups, kind: file, path: '{backups}/*.dump'}}\n", mode="run")
+    assert report["kinds"] == ["file"]
+    assert report["after_load"] == [] and report["after_run"] == []
+
+
 def _target(kind: str, port: int) -> str:
     address = f"127.0.0.1:{port}"
     fields = {
         "postgres": f"dsn: 'postgresql://probe@{address}/db?sslmode=disable'",
         "redis": f"url: 'redis://{address}'",
+        "bullmq": f"url: 'redis://{address}', queues: [email]",
         "mongodb": f"uri: 'mongodb://{address}/'",
         # health endpoints off: the S3 part (minio-py in a worker thread) is what runs
         "minio": f"endpoint: 'http://{address}', bucket: probes, access_key: k, secret_key: s, health_endpoints: false",
@@ -131,10 +142,10 @@ def _target(kind: str, port: int) -> str:
 def test_a_database_kind_loads_only_its_own_driver(tmp_path: Path, kind: str) -> None:
     report = _report(tmp_path, _target(kind, free_port()), mode="run")
     assert report["kinds"] == [kind]
-    others = {driver for other, driver in DRIVERS.items() if other != kind}
+    others = {driver for driver in DRIVERS.values() if driver != DRIVERS[kind]}
     # mongodb and minio validate the URI / bucket name with their driver: loading may import it, no other
     assert others.isdisjoint(report["after_load"])
-    if kind in ("postgres", "redis", "clickhouse", "dns", "grpc"):
+    if kind in ("postgres", "redis", "bullmq", "clickhouse", "dns", "grpc"):
         assert DRIVERS[kind] not in report["after_load"]
     assert DRIVERS[kind] in report["after_run"]
     assert others.isdisjoint(report["after_run"])

@@ -58,6 +58,41 @@ def board(buckets: tuple[float, ...] | None = None) -> Board:
         ("cert", "tls", True, Result(State.OK, latency=1e-05, gauges={"tls_cert_not_after_timestamp_seconds": 1.8e9})),
         ("bug", "tcp", True, Result(State.UNKNOWN, Reason.INTERNAL, "internal error", latency=0.3)),
         ("mem", "redis", False, Result(State.OK, latency=float("inf"), gauges={"memory_usage_ratio": 1.0})),
+        (
+            "jobs",
+            "bullmq",
+            True,
+            Result(
+                State.DEGRADED,
+                message="email: 3 jobs waiting and no worker connected",
+                latency=0.004,
+                series={
+                    "queue_jobs": (
+                        (("email", "waiting"), 3.0),
+                        (("email", "failed"), 12.0),
+                        (('odd "q"', "active"), 0),
+                    ),
+                    "queue_oldest_waiting_age_seconds": ((("email",), 301.5),),
+                    "queue_workers": ((("email",), 0.0),),
+                },
+            ),
+        ),
+        (
+            "backup",
+            "file",
+            False,
+            Result(
+                State.OK,
+                latency=0.001,
+                gauges={"newest_object_timestamp_seconds": 1.7e9, "newest_object_size_bytes": 123456789.0},
+            ),
+        ),
+        (
+            "pending",
+            "postgres",
+            True,
+            Result(State.OK, latency=0.02, series={"query_value": ((("pending",), 12.0), (("ratio",), 0.25))}),
+        ),
     ]
     for name, kind, critical, result in results:
         status = TargetStatus(name, kind, critical, interval=15.0, histogram=Histogram(filled.duration_buckets))

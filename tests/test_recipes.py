@@ -18,9 +18,18 @@ from prober.probes import ProbeContext
 from prober.runner import run_probe
 from prober.status import Reason, Result, State
 from tests.helpers import ROOT
-from tests.peers.postgres import MONITOR_USER, PgServer, caught_up, pg_primary_fixture, pg_replica_fixture  # noqa: F401
+from tests.peers import redis as redis_peers
+from tests.peers.postgres import (  # noqa: F401
+    MONITOR_USER,
+    SUPERUSER,
+    PgServer,
+    caught_up,
+    pg_primary_fixture,
+    pg_replica_fixture,
+)
 from tests.peers.web import Peers
 
+redis_servers = redis_peers.redis_servers
 RECIPE = re.compile(r"```yaml recipe=(?P<name>\w+)\n(?P<body>.*?)```", re.DOTALL)
 
 
@@ -36,7 +45,17 @@ def recipe(name: str, environ: Mapping[str, str]) -> TargetBase:
 
 
 def test_every_recipe_is_run_here() -> None:
-    assert set(recipes()) == {"heap", "hsts", "certificate", "array", "version", "replica", "component"}
+    assert set(recipes()) == {
+        "heap",
+        "hsts",
+        "certificate",
+        "array",
+        "version",
+        "replica",
+        "component",
+        "pending",
+        "queue",
+    }
 
 
 def said(result: Result) -> tuple[State, Reason | None]:
@@ -134,3 +153,54 @@ async def test_component(peers: Peers, ctx: ProbeContext, body: dict[str, Any], 
     assert {name: c.reported for name, c in result.components.items()} == {
         name: check["status"] for name, check in body["checks"].items()
     }
+
+
+@pytest.mark.parametrize(("pending", "expected"), [(10, (State.OK, None)), (500, (State.DEGRADED, None))])
+async def test_pending(
+    pg_primary: PgServer, ctx: ProbeContext, pending: int, expected: tuple[State, Reason | None]
+) -> None:
+    sql = "CREATE TABLE recipe_jobs (state text); INSERT INTO recipe_jobs SELECT 'pending' FROM generate_series(1, {})"
+    await asyncio.to_thread(pg_primary.sql, sql.format(pending))
+    try:
+        made = recipe("pending", {"JOBS_DSN": pg_primary.dsn(SUPERUSER, sslmode="disable")})
+        result = await run_probe(made, ctx)
+        assert said(result) == expected, result.message
+        await asyncio.to_thread(
+            pg_primary.sql, "INSERT INTO recipe_jobs SELECT 'pending' FROM generate_series(1, 1000)"
+        )
+        assert said(await run_probe(made, ctx)) == (State.UNHEALTHY, Reason.ASSERTION)
+    finally:
+        await asyncio.to_thread(pg_primary.sql, "DROP TABLE recipe_jobs")
+
+
+async def eventually(check: Any, what: str) -> None:
+    for _ in range(300):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"gave up waiting for {what}")
+
+
+async def test_queue(redis_servers: redis_peers.Servers, ctx: ProbeContext) -> None:
+    from bullmq import Queue, Worker
+
+    server = redis_servers.server()
+
+    async def fail(_job: Any, _token: str) -> None:
+        raise ValueError("no")
+
+    made = recipe("queue", {"QUEUE_REDIS_URL": server.url()})
+    email = Queue("email", {"connection": server.url()})
+    worker = Worker("email", fail, {"connection": server.url()})
+    try:
+        await eventually(lambda: worker.running, "the worker to start")
+        assert said(await run_probe(made, ctx)) == (State.OK, None)
+        for index in range(5):
+            await email.add("send", {"n": index})
+        await eventually(lambda: server.call("ZCARD", "bull:email:failed") == 5, "five failures")
+        failing = await run_probe(made, ctx)
+        assert said(failing) == (State.UNHEALTHY, Reason.ASSERTION), failing.message
+        assert failing.message == "unhealthy: queues.email.failed_delta > 3 (5)"
+    finally:
+        await worker.close()
+        await email.close()

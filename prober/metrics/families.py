@@ -34,6 +34,17 @@ GAUGES: dict[str, str] = {
     "connection_usage_ratio": "Connections in use divided by the connections available.",
     "memory_usage_ratio": "Memory in use divided by the configured limit.",
     "tls_cert_not_after_timestamp_seconds": "Expiry (notAfter) of the leaf certificate, even if verification failed.",
+    "newest_object_timestamp_seconds": "When the newest object or file the target watches (a backup) was modified.",
+    "newest_object_size_bytes": "Size of the newest object or file the target watches (a backup).",
+}
+
+# Labelled per-target families a probe may report in ``Result.series`` (family key -> name, help, labels).
+# Each kind caps the samples it reports (bullmq: queues per target; query: columns).
+SERIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "queue_jobs": ("Jobs of each job queue, by state (waiting, active, delayed, failed, ...).", ("queue", "state")),
+    "queue_oldest_waiting_age_seconds": ("Age of the oldest job waiting in each job queue (0: none).", ("queue",)),
+    "queue_workers": ("Workers connected to each job queue, as the queue library registers them.", ("queue",)),
+    "query_value": ("Numeric columns of the first row of the target's query.", ("column",)),
 }
 
 
@@ -125,6 +136,10 @@ def _components(t: TargetStatus) -> Iterable[Sample]:
 
 def _gauge(name: str) -> Callable[[TargetStatus], float | None]:
     return lambda t: None if t.last is None else t.last.gauges.get(name)
+
+
+def _series(key: str) -> Callable[[TargetStatus], Iterable[Sample]]:
+    return lambda t: () if t.last is None else t.last.series.get(key, ())
 
 
 TARGET_FAMILIES: tuple[Family, ...] = (
@@ -222,6 +237,10 @@ TARGET_FAMILIES: tuple[Family, ...] = (
         labels=("component", "status"),
     ),
     *(Family(f"prober_{name}", "gauge", help_text, value=_gauge(name)) for name, help_text in GAUGES.items()),
+    *(
+        Family(f"prober_{key}", "gauge", help_text, samples=_series(key), labels=labels)
+        for key, (help_text, labels) in SERIES.items()
+    ),
 )
 
 

@@ -25,15 +25,31 @@ from pydantic import Field
 
 from prober.judge import Observable, Observation, Rule, hidden_names
 from prober.models import TargetBase
-from prober.probes import clickhouse, dns, grpc, http, minio, mongodb, postgres, redis, tcp, tls, websocket
+from prober.probes import (
+    bullmq,
+    clickhouse,
+    dns,
+    file,
+    grpc,
+    http,
+    minio,
+    mongodb,
+    postgres,
+    redis,
+    tcp,
+    tls,
+    websocket,
+)
 from prober.probes._budget import DEFAULT_BYTE_BUDGET
 from prober.probes._context import ProbeContext
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[Observation]]
 
 MODULES: tuple[ModuleType, ...] = (
+    bullmq,
     clickhouse,
     dns,
+    file,
     grpc,
     http,
     minio,

@@ -1,12 +1,14 @@
 """Resources shared by probe runs: one HTTP client session (for the HTTP APIs of minio and clickhouse;
-the http probe makes its own single exchange, see :mod:`._http1`), cached TLS contexts and a small
-thread pool for the few drivers that block. Created once per daemon (or per ``prober once``), so a run
+the http probe makes its own single exchange, see :mod:`._http1`), cached TLS contexts, a small
+thread pool for the few drivers that block, and each target's memory of its previous run (the few kinds
+that compare runs: bullmq's ``failed_delta``). Created once per daemon (or per ``prober once``), so a run
 allocates no clients or contexts of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,6 +18,13 @@ from prober.models import TargetBase
 from prober.probes import _budget, _http1
 from prober.probes._kit import Run
 from prober.probes._net import Resolver
+
+
+def _same(before: TargetBase, now: TargetBase) -> bool:
+    """The same target config (a reload makes new objects; conditions compare by their text)."""
+    if before is now:
+        return True
+    return type(before) is type(now) and before.model_dump(mode="json") == now.model_dump(mode="json")
 
 
 class ProbeContext:
@@ -28,6 +37,7 @@ class ProbeContext:
         self._blocking_workers = blocking_workers
         self.resolver = Resolver()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._memory: dict[str, tuple[TargetBase, dict[str, Any]]] = {}
 
     def begin(self, target: TargetBase) -> Run:
         """A run of ``target`` starts: its deadline and phase timer (see :mod:`._kit`)."""
@@ -42,6 +52,25 @@ class ProbeContext:
         self._loop = loop
         self.resolver.install(loop)
         _budget.install(loop)
+
+    def memory(self, target: TargetBase) -> dict[str, Any]:
+        """The target's memory of its previous runs: a dict the kind fills as it likes, kept in this process
+        only. It starts empty on the first run, and again whenever the target's config changed (any field:
+        a memory of another queue or prefix would compare the wrong things); :meth:`retain` drops the
+        memories of targets a reload removed."""
+        found = self._memory.get(target.name)
+        if found is None or not _same(found[0], target):
+            found = self._memory[target.name] = (target, {})
+        return found[1]
+
+    def retain(self, targets: Iterable[TargetBase]) -> None:
+        """Keep only the memories of these targets, as they are configured now (a reload)."""
+        current = {target.name: target for target in targets}
+        self._memory = {
+            name: (current[name], memory)  # the new object: the next run's identity check is enough
+            for name, (target, memory) in self._memory.items()
+            if name in current and _same(target, current[name])
+        }
 
     def http_session(self) -> aiohttp.ClientSession:
         """One session for the HTTP APIs the minio and clickhouse probes call. ``force_close``: each run

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from prober.errors import ProbeFailure
+from prober.models import format_duration
 from prober.status import Reason
 
 MARGIN_SHARE = 0.1  # of the timeout, kept back from a run's own deadline ...
@@ -70,3 +71,27 @@ class Run:
                 yield
         except TimeoutError:
             raise ProbeFailure(Reason.TIMEOUT, on_timeout if isinstance(on_timeout, str) else on_timeout()) from None
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as people say it, in its two largest units: ``3.2s``, ``42s``, ``7m12s``, ``26h``, ``3d2h``."""
+    if seconds < 10:
+        return f"{max(seconds, 0.0):.2g}s"
+    left = round(seconds)
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for index, (unit, size) in enumerate(units):
+        if left >= size or unit == "s":
+            first, rest = divmod(left, size)
+            said = f"{first}{unit}"
+            if index + 1 < len(units) and rest // units[index + 1][1]:
+                said += f"{rest // units[index + 1][1]}{units[index + 1][0]}"
+            return said
+    return f"{left}s"  # unreachable: the loop ends with seconds
+
+
+def config_duration(seconds: float) -> str:
+    """A duration as a config writes it (the units a config takes: h, m, s, ms): ``26h``, ``90m``, ``45s``."""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    return format_duration(seconds)

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiohttp
-from pydantic import AfterValidator, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 
 from prober.errors import ProbeFailure, Words, classify_os_error, describe, driver_errors, shorten
 from prober.judge import Check, Observable, Observation, Rule, degraded_if
 from prober.models import Duration, ReadableFile, TargetBase, format_duration
-from prober.probes import _aiohttp
+from prober.probes import _aiohttp, _query
 from prober.probes._context import ProbeContext
 from prober.probes._kit import Run
 from prober.probes._params import Param, check_names, ignored, rejected
@@ -51,6 +51,7 @@ AUTH_CODES = frozenset({192, 193, 194, 516})
 # UNKNOWN_IDENTIFIER, UNKNOWN_TABLE, SYNTAX_ERROR, UNKNOWN_SETTING.
 INCOMPATIBLE_CODES = frozenset({16, 46, 47, 60, 62, 115})
 ACCESS_DENIED = 497
+READONLY = 164  # "Cannot execute query in readonly mode"
 REPLICAS_SQL = "SELECT database, table, is_readonly, is_session_expired, absolute_delay FROM system.replicas"
 MAX_LISTED = 5  # tables named per problem in the message and details
 
@@ -104,7 +105,7 @@ PARAMS: dict[str, Param] = {
 _PREFIXES = tuple(name.removesuffix("*") for name in PARAMS if name.endswith("*"))
 
 
-def _query(url: str) -> list[tuple[str, str]]:
+def _url_query(url: str) -> list[tuple[str, str]]:
     return parse_qsl(urlsplit(url).query, keep_blank_values=True)
 
 
@@ -133,11 +134,12 @@ class ClickhouseTarget(TargetBase):
     password: SecretStr | None = None  # overrides the URL's password; or password_file
     max_replication_lag: Duration = 300.0
     ca_file: ReadableFile | None = None
+    query: Annotated[str, Field(min_length=1, max_length=_query.MAX_QUERY)] | None = None  # readonly=1, first row
 
     def secrets(self) -> list[str]:
         """Also the values of ``http_header_*`` URL parameters (an API key may travel in a header)."""
         found = super().secrets()
-        found.extend(value for key, value in _query(self.url) if key.startswith("http_header_") and value)
+        found.extend(value for key, value in _url_query(self.url) if key.startswith("http_header_") and value)
         return found
 
     def where(self) -> str:
@@ -353,7 +355,37 @@ OBSERVES: dict[str, Observable] = {
     "session_expired_replicas": Observable("list", "replicated tables whose Keeper session expired"),
     "lagging_replicas": Observable("list", "replicated tables delayed more than max_replication_lag"),
     "replicas": Observable("string", "why system.replicas could not be read"),
+    **_query.OBSERVES,
 }
+
+
+async def _data_query(client: AsyncClient, query: str, run: Run) -> list[tuple[str, Any]] | None:
+    """The target's own query with ``readonly=1`` and ``max_execution_time`` from what is left of the run,
+    stopping at the first block of rows: its first row, or None. A setting the user's profile fixes is not
+    sent (a read-only profile fixes them all, and is read-only already); a profile that fixes ``readonly`` at
+    0 cannot run the query read-only, so it is not run."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    wanted: dict[str, Any] = {
+        "readonly": 1,
+        "max_execution_time": max(1, int(run.left())),
+        "max_result_rows": 1,
+        "result_overflow_mode": "break",
+    }
+    fixed = {key: known.value for key, known in client.server_settings.items() if key in wanted and known.readonly}
+    if fixed.get("readonly") == "0":
+        raise ProbeFailure(
+            Reason.ASSERTION, "the user's profile fixes readonly at 0: the query cannot run read-only, so it is not run"
+        )
+    settings = {key: value for key, value in wanted.items() if key not in fixed}
+    try:
+        answer = await client.query(query, settings=settings)
+    except DatabaseError as exc:
+        if _error_code(exc) == READONLY:
+            raise _query.wrote(_server_says(exc)) from exc
+        raise
+    rows = answer.result_rows
+    return list(zip(answer.column_names, rows[0], strict=True)) if rows else None
 
 
 async def _replicas(client: AsyncClient) -> Sequence[Sequence[Any]] | None:
@@ -385,11 +417,20 @@ async def probe(target: ClickhouseTarget, ctx: ProbeContext) -> Observation:
             if [tuple(row) for row in rows] != [(1,)]:
                 raise ProbeFailure(Reason.PROTOCOL, f"SELECT 1 answered {str(rows)[:60]}")
             replicas = await _replicas(client)
+        first: list[tuple[str, Any]] | None = None
+        if target.query is not None:
+            async with _phase(run, "data_query"):
+                first = await _data_query(client, target.query, run)
     finally:
         if client is not None:  # shielded: a cancelled run still releases the client's connection
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 await asyncio.shield(client.close())
     observed = _observe(target, version, replicas)
+    if target.query is not None:
+        values, samples = _query.observe(first)
+        observed.values.update(values)
+        observed.series["query_value"] = samples
+        observed.summary += f"; {_query.summary(values)}"
     observed.phases = run.phases
     observed.latency = run.elapsed()
     return observed

@@ -39,8 +39,9 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, model_val
 from prober.errors import ProbeFailure, Words, classify_os_error, describe, driver_errors, said, shorten
 from prober.judge import Observable, Observation, Rule, degraded_if, unhealthy_if
 from prober.models import ReadableFile, TargetBase
-from prober.probes import _aiohttp
+from prober.probes import _aiohttp, _freshness
 from prober.probes._context import ProbeContext
+from prober.probes._kit import human_duration
 from prober.status import Reason
 
 if TYPE_CHECKING:
@@ -118,6 +119,13 @@ def _check_bucket(name: str) -> str:
 BucketName = Annotated[str, AfterValidator(_check_bucket)]
 
 
+class NewestObject(_freshness.Limits):
+    """``newest_object:``: the newest object under ``prefix`` (a backup) must be recent and large enough."""
+
+    prefix: str = ""
+    max_keys: _freshness.Bound = 10_000  # objects listed per run, at most
+
+
 class MinioTarget(TargetBase):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("secret_key",)
 
@@ -132,6 +140,7 @@ class MinioTarget(TargetBase):
     health_endpoints: bool = True
     ca_file: ReadableFile | None = None
     region: str | None = None
+    newest_object: NewestObject | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -139,6 +148,8 @@ class MinioTarget(TargetBase):
             raise ValueError("set both access_key and secret_key (or secret_key_file), or neither")
         if self.canary_object and self.bucket is None:
             raise ValueError("canary_object needs a bucket")
+        if self.newest_object is not None and (self.bucket is None or self.access_key is None):
+            raise ValueError("newest_object needs a bucket and keys (access_key, secret_key)")
         if not self.health_endpoints and self.bucket is None and self.access_key is None:
             raise ValueError("with health_endpoints: false, set a bucket or keys: there is nothing else to check")
         return self
@@ -318,7 +329,27 @@ def _canary_differs(_target: MinioTarget, values: Mapping[str, Any]) -> str | No
     return "canary object read back differs from what was written" if values.get("_canary_mismatch") else None
 
 
-RULES: tuple[Rule, ...] = (unhealthy_if(_canary_differs), degraded_if(_no_write_quorum), degraded_if(_healing))
+def _newest_where(target: MinioTarget) -> str:
+    prefix = target.newest_object.prefix if target.newest_object is not None else ""
+    return f"under {prefix or '/'} in bucket {target.bucket}"
+
+
+NEWEST = _freshness.Watch(
+    name="newest_object",
+    label="key",
+    counted="objects",
+    thing="object",
+    limits=lambda target: target.newest_object,
+    where=_newest_where,
+    bound=lambda target: f"max_keys ({target.newest_object.max_keys})" if target.newest_object else "",
+)
+
+RULES: tuple[Rule, ...] = (
+    unhealthy_if(_canary_differs),
+    *_freshness.rules(NEWEST),
+    degraded_if(_no_write_quorum),
+    degraded_if(_healing),
+)
 
 OBSERVES: dict[str, Observable] = {
     "health": Observable(
@@ -332,6 +363,11 @@ OBSERVES: dict[str, Observable] = {
     "canary_bytes": Observable("int", "the canary object's size"),
     "canary": Observable("string", "why the canary round trip was skipped"),
     "note": Observable("string", "what the run could not see"),
+    "newest_object": Observable(
+        "map", "with newest_object: the newest object under the prefix: key, age_seconds, size (bytes), modified"
+    ),
+    "objects": Observable("int", "with newest_object: objects listed under the prefix (at most max_keys)"),
+    "listing_truncated": Observable("bool", "with newest_object: more than max_keys objects are under the prefix"),
 }
 
 
@@ -399,6 +435,26 @@ class _S3Outcome:
     phases: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     canary_mismatch: bool = False
+    gauges: dict[str, float] = field(default_factory=dict)
+
+
+def _newest(client: Minio, bucket: str, wanted: NewestObject) -> tuple[_freshness.Newest | None, int, bool]:
+    """List at most ``max_keys`` objects under the prefix (pages of 1,000, in key order): the newest, how
+    many were listed, and whether more are there (one more key is asked for to know)."""
+    newest: _freshness.Newest | None = None
+    count = 0
+    for item in client.list_objects(bucket, prefix=wanted.prefix or None, recursive=True):
+        if count == wanted.max_keys:
+            return newest, count, True
+        count += 1
+        if item.is_dir or item.last_modified is None or item.object_name is None:
+            continue
+        if item.object_name.startswith(CANARY_PREFIX):  # the probe's own canary objects are no backup
+            continue
+        modified = item.last_modified.timestamp()
+        if newest is None or modified > newest.modified:
+            newest = _freshness.Newest(item.object_name, modified, int(item.size or 0))
+    return newest, count, False
 
 
 def _timed(outcome: _S3Outcome, phase: str, call: Callable[[], Any]) -> Any:
@@ -462,6 +518,11 @@ def _s3_work(target: MinioTarget, deadline: float, canary: bool) -> _S3Outcome:
         bucket = target.bucket
         _timed(outcome, "bucket", lambda: next(iter(client.list_objects(bucket, prefix=CANARY_PREFIX)), None))
         outcome.details["bucket"] = bucket
+        if target.newest_object is not None:
+            wanted = target.newest_object
+            found, count, truncated = _timed(outcome, "newest_object", lambda: _newest(client, bucket, wanted))
+            values, outcome.gauges = _freshness.observe(NEWEST, found, count, truncated)
+            outcome.details.update(values)
         if canary:
             _canary(client, target, outcome)
         return outcome
@@ -489,6 +550,7 @@ def _list_buckets(client: Minio) -> Callable[[], int | None]:
 async def probe(target: MinioTarget, ctx: ProbeContext) -> Observation:
     run = ctx.begin(target)
     values: dict[str, Any] = {}
+    gauges: dict[str, float] = {}
     said: list[str] = []
     write_quorum = True
     if target.health_endpoints:
@@ -510,6 +572,7 @@ async def probe(target: MinioTarget, ctx: ProbeContext) -> Observation:
             raise
         run.phases.update(outcome.phases)
         values.update(outcome.details)
+        gauges = outcome.gauges
         values["_canary_mismatch"] = outcome.canary_mismatch
         if target.bucket is None:
             said.append("keys accepted")
@@ -517,4 +580,7 @@ async def probe(target: MinioTarget, ctx: ProbeContext) -> Observation:
                 values["note"] = "the key may not list buckets (AccessDenied); its signature was accepted"
         else:
             said.append(f"bucket {target.bucket!r} readable" + (", canary round trip ok" if canary else ""))
-    return Observation(values, "; ".join(said), latency=run.elapsed(), phases=run.phases)
+        newest = values.get("newest_object")
+        if newest is not None:
+            said.append(f"newest object {human_duration(newest['age_seconds'])} old ({newest['key']})")
+    return Observation(values, "; ".join(said), latency=run.elapsed(), phases=run.phases, gauges=gauges)

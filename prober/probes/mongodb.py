@@ -27,6 +27,7 @@ pymongo is imported on first use, so a config without mongodb targets does not l
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Mapping
@@ -35,12 +36,13 @@ from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import AfterValidator, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 
 from prober.errors import ProbeFailure, Words, describe, driver_errors
 from prober.errors import said as said_case
 from prober.judge import Observable, Observation, Rule, degraded_if, unhealthy_if
-from prober.models import Duration, ReadableFile, TargetBase, format_duration
+from prober.models import Duration, ReadableFile, Strict, TargetBase, format_duration
+from prober.probes import _query
 from prober.probes._context import ProbeContext
 from prober.probes._params import Param, check_names, honoured, ignored, rejected, truthy
 from prober.status import Reason
@@ -205,6 +207,13 @@ def driver_uri(uri: str) -> str:
     return parts._replace(query=urlencode(kept)).geturl()
 
 
+def _uri_database(uri: str) -> str | None:
+    """The database named in the URI's path (``mongodb://host/app`` -> ``app``), if any."""
+    from urllib.parse import unquote
+
+    return unquote(urlsplit(uri).path.lstrip("/")) or None
+
+
 def _check_uri(uri: str) -> str:
     from pymongo.errors import PyMongoError
     from pymongo.uri_parser import parse_uri
@@ -237,6 +246,39 @@ def _check_uri(uri: str) -> str:
     return uri
 
 
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class Count(Strict):
+    """``count: {collection, filter}``: how many documents match (``countDocuments``)."""
+
+    collection: Name
+    filter: dict[str, Any] = Field(default_factory=dict)
+
+
+class FindOne(Strict):
+    """``find_one: {collection, filter, projection, sort}``: the first matching document's fields."""
+
+    collection: Name
+    filter: dict[str, Any] = Field(default_factory=dict)
+    projection: dict[str, Any] | None = None
+    sort: dict[str, Literal[1, -1]] | None = None
+
+
+class MongoQuery(Strict):
+    """``query:``: one read, ``count`` or ``find_one``, in ``database`` (default: the URI's)."""
+
+    database: Name | None = None
+    count: Count | None = None
+    find_one: FindOne | None = None
+
+    @model_validator(mode="after")
+    def _one_read(self) -> MongoQuery:
+        if (self.count is None) == (self.find_one is None):
+            raise ValueError("set exactly one of count and find_one")
+        return self
+
+
 class MongodbTarget(TargetBase):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("password",)
 
@@ -246,6 +288,7 @@ class MongodbTarget(TargetBase):
     role: Literal["primary", "secondary", "any"] = "any"
     max_replication_lag: Duration = 30.0
     ca_file: ReadableFile | None = None  # like tlsCAFile: setting it turns TLS on
+    query: MongoQuery | None = None
 
     @model_validator(mode="after")
     def _password_needs_user(self) -> MongodbTarget:
@@ -259,6 +302,12 @@ class MongodbTarget(TargetBase):
         query = parse_qsl(urlsplit(self.uri).query)
         found.extend(value for key, value in query if key.lower() == "tlscertificatekeyfilepassword" and value)
         return found
+
+    @model_validator(mode="after")
+    def _query_has_a_database(self) -> MongodbTarget:
+        if self.query is not None and self.query.database is None and not _uri_database(self.uri):
+            raise ValueError("query needs a database: set query.database or name one in the URI (mongodb://host/app)")
+        return self
 
     def where(self) -> str:
         return self.uri
@@ -661,7 +710,26 @@ OBSERVES: dict[str, Observable] = {
     "replication_lag_seconds": Observable("double", "the largest secondary lag behind the primary"),
     "replication_status": Observable("string", "why member states are unknown (replSetGetStatus refused)"),
     "version": Observable("string", "the server version (buildInfo)"),
+    **_query.OBSERVES,
 }
+
+
+async def _data_query(client: AsyncMongoClient[dict[str, Any]], target: MongodbTarget, mode: _ServerMode) -> Any:
+    """The target's own read: ``{"count": n}`` for a count, the projected document (or None) for find_one.
+    ``$date`` and ``$oid`` in a filter are read as MongoDB Extended JSON. Bounded by the run's timeout."""
+    from bson import json_util
+
+    assert target.query is not None
+    query = target.query
+    database = client.get_database(query.database or _uri_database(target.uri), read_preference=mode)
+    if query.count is not None:
+        wanted = json_util.loads(json.dumps(query.count.filter, default=str))
+        return {"count": await database[query.count.collection].count_documents(wanted)}
+    assert query.find_one is not None
+    find = query.find_one
+    sort = list(find.sort.items()) if find.sort else None
+    wanted = json_util.loads(json.dumps(find.filter, default=str))
+    return await database[find.collection].find_one(wanted, find.projection, sort=sort)
 
 
 async def probe(target: MongodbTarget, ctx: ProbeContext) -> Observation:
@@ -687,7 +755,15 @@ async def probe(target: MongodbTarget, ctx: ProbeContext) -> Observation:
                     note = NOT_PERMITTED
                 elif refused is not None:
                     note = f"replSetGetStatus failed: {(refused.details or {}).get('codeName') or refused.code}"
-        end = time.perf_counter()
+            end = time.perf_counter()
+            if target.query is not None:
+                try:
+                    with driver_errors(classify):
+                        first = await _data_query(client, target, mode)
+                except ProbeFailure as failure:
+                    failure.message = f"data_query: {failure.message}"
+                    raise
+        queried = time.perf_counter()
     finally:
         if client is not None:
             with pymongo.timeout(max(0.01, min(CLOSE_BUDGET, target.timeout - run.elapsed() - 0.05))):
@@ -698,6 +774,12 @@ async def probe(target: MongodbTarget, ctx: ProbeContext) -> Observation:
         observed.values = {"version": version, **observed.values}
         observed.info["version"] = version
     observed.info["role"] = observed.values["role"]
-    observed.latency = end - run.started
+    observed.latency = queried - run.started
     observed.phases = {"connect": connected - run.started, "query": end - connected}
+    if target.query is not None:
+        observed.phases["data_query"] = queried - end
+        values, samples = _query.observe(None if first is None else first.items())
+        observed.values.update(values)
+        observed.series["query_value"] = samples
+        observed.summary += f"; {_query.summary(values)}"
     return observed

@@ -36,7 +36,9 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from prober.errors import ProbeFailure, Words, describe, driver_errors, said
 from prober.judge import Observable, Observation, Rule, above, degraded_if, unhealthy_if
 from prober.models import Duration, ReadableFile, TargetBase, format_duration
+from prober.probes import _query
 from prober.probes._context import ProbeContext
+from prober.probes._kit import Run
 from prober.probes._params import Param, check_names, honoured, ignored, rejected, truthy
 from prober.status import Reason
 
@@ -392,6 +394,7 @@ class PostgresTarget(TargetBase):
     max_replication_lag: Duration = 30.0
     max_connection_usage: Annotated[float, Field(gt=0, le=1)] = 0.9
     ca_file: ReadableFile | None = None
+    query: Annotated[str, Field(min_length=1, max_length=_query.MAX_QUERY)] | None = None  # read-only, first row
 
     @field_validator("dsn")
     @classmethod
@@ -537,6 +540,7 @@ OBSERVES: dict[str, Observable] = {
     "schema": Observable("string", "the schema the DSN names (Prisma's schema=), checked on every run"),
     "schema_exists": Observable("bool", "whether that schema exists in the database"),
     "database": Observable("string", "with a schema: the database it was looked for in"),
+    **_query.OBSERVES,
 }
 
 
@@ -618,6 +622,25 @@ async def _close(conn: asyncpg.Connection, failed: bool, within: float) -> None:
         conn.terminate()
 
 
+async def _data_query(conn: asyncpg.Connection, query: str, run: Run) -> dict[str, Any] | None:
+    """The target's own query, in a READ ONLY transaction with ``statement_timeout`` set to what is left of
+    the run (less a fifth, at most 0.2 s), always rolled back: its first row, or None."""
+    import asyncpg
+
+    transaction = conn.transaction(readonly=True)
+    await transaction.start()
+    try:
+        left = run.left()  # the server gives up a little before the run does, so its own words are heard
+        await conn.execute(f"SET LOCAL statement_timeout = {max(1, int((left - min(0.2, left / 5)) * 1000))}")
+        row = await conn.fetchrow(query)
+    except asyncpg.ReadOnlySQLTransactionError as exc:  # 25006: the query (or a function it calls) writes
+        raise _query.wrote(_server_text(exc)) from exc
+    if not conn.is_in_transaction():
+        raise ProbeFailure(Reason.ASSERTION, "the query ended the read-only transaction: give one query, no COMMIT")
+    await transaction.rollback()
+    return dict(row.items()) if row is not None else None
+
+
 async def probe(target: PostgresTarget, ctx: ProbeContext) -> Observation:
     import asyncpg
 
@@ -655,10 +678,24 @@ async def probe(target: PostgresTarget, ctx: ProbeContext) -> Observation:
                     row = await conn.fetchrow(FACTS_QUERY, dsn.schema)
         if one != 1 or row is None:
             raise ProbeFailure(Reason.PROTOCOL, f"unexpected answer to SELECT 1: {one!r}")
+        if target.query is not None:
+            with run.phase("data_query"):
+                async with run.bounded(f"data_query: no answer within {within}"):
+                    try:
+                        with driver_errors(classify_run):
+                            first = await _data_query(conn, target.query, run)
+                    except ProbeFailure as failure:
+                        failure.message = f"data_query: {failure.message}"
+                        raise
         failed = False
     finally:
         await _close(conn, failed, within=min(1.0, target.timeout - run.elapsed() - 0.05))
     observed = _observe(dict(row), dsn.schema)
+    if target.query is not None:
+        values, samples = _query.observe(None if first is None else first.items())
+        observed.values.update(values)
+        observed.series["query_value"] = samples
+        observed.summary += f"; {_query.summary(values)}"
     observed.phases = run.phases
     observed.latency = sum(run.phases.values())
     return observed

@@ -20,7 +20,8 @@ import re
 import socket
 import ssl
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -344,7 +345,7 @@ def _number(info: dict[str, str], key: str) -> float | None:
         return None
 
 
-class _Step:
+class Step:
     """What the run is waiting for, for the timeout message."""
 
     def __init__(self) -> None:
@@ -357,50 +358,91 @@ def _text_reply(reply: Any, command: str) -> str:
     return reply
 
 
-async def _query(
-    target: RedisTarget, ctx: ProbeContext, url: RedisUrl, host: str, port: int, run: Run, step: _Step
-) -> tuple[dict[str, str], dict[str, str] | None]:
-    """Connect, authenticate, PING, INFO (and CLUSTER INFO on a cluster node): the INFO fields and the
-    CLUSTER INFO fields. Phases ``connect``, ``auth`` (with a password or a database) and ``query``."""
-    from redis.exceptions import BusyLoadingError
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where the run talks to: the URL's host, or the master the Sentinels name (``found``)."""
 
+    host: str
+    port: int
+    found: _Discovery | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+async def locate(target: RedisTarget, url: RedisUrl, run: Run, step: Step) -> Located:
+    """The server to talk to: the URL's, or the master the Sentinels name (phase ``sentinel``)."""
+    if not target.sentinels:
+        return Located(url.host, url.port)
+    step.now = "asking the Sentinels"
+    with run.phase("sentinel"):
+        found = await _discover(target, run.left() * SENTINEL_SHARE)
+    return Located(found.host, found.port, found)
+
+
+@asynccontextmanager
+async def connected(
+    target: RedisTarget, ctx: ProbeContext, url: RedisUrl, where: Located, run: Run, step: Step
+) -> AsyncIterator[Connection]:
+    """A fresh connection, opened and authenticated (phases ``connect`` and ``auth``, the latter only when
+    something is sent) and closed on the way out. Under Sentinel, a failure names the master."""
     password = target.password.get_secret_value() if target.password is not None else url.password
     tls = ctx.ssl_context(target.ca_file) if url.tls else None
     conn = _connection(
-        host, port, username=url.username, password=password, db=url.db, timeout=run.left(), tls=tls, family=url.family
+        where.host,
+        where.port,
+        username=url.username,
+        password=password,
+        db=url.db,
+        timeout=run.left(),
+        tls=tls,
+        family=url.family,
     )
-    where = f"{host}:{port}"
     try:
-        step.now = f"connecting to {where}"
+        step.now = f"connecting to {where.address}"
         with run.phase("connect"), driver_errors(classify):
             await _open(conn)
-        step.now = f"authenticating to {where}"
+        step.now = f"authenticating to {where.address}"
         with run.phase("auth"), driver_errors(classify):
             await conn.on_connect()
         if password is None and not url.db:
             del run.phases["auth"]  # nothing was sent
-        with run.phase("query"):
-            step.now = f"waiting for the PING reply of {where}"
-            try:
-                with driver_errors(classify):
-                    pong = await _command(conn, "PING")
-            except ProbeFailure as failure:
-                if isinstance(failure.__cause__, BusyLoadingError):
-                    raise await _loading_failure(conn, failure) from failure.__cause__
-                raise
-            if pong != "PONG":
-                raise ProbeFailure(Reason.PROTOCOL, f"unexpected PING reply: {str(pong)[:40]!r}")
-            step.now = f"waiting for the INFO reply of {where}"
-            with driver_errors(classify):
-                info = parse_info(_text_reply(await _command(conn, "INFO"), "INFO"))
-            cluster: dict[str, str] | None = None
-            if info.get("cluster_enabled") == "1":
-                step.now = f"waiting for the CLUSTER INFO reply of {where}"
-                with driver_errors(classify):
-                    cluster = parse_info(_text_reply(await _command(conn, "CLUSTER", "INFO"), "CLUSTER INFO"))
-        return info, cluster
+        yield conn
+    except ProbeFailure as failure:
+        if where.found is not None:
+            failure.message = f"master {where.address}: {failure.message}"
+            failure.details = {**failure.details, "sentinel": where.found.details}
+        raise
     finally:
         await conn.disconnect()
+
+
+async def _query(conn: Connection, where: str, run: Run, step: Step) -> tuple[dict[str, str], dict[str, str] | None]:
+    """PING, INFO (and CLUSTER INFO on a cluster node): the INFO fields and the CLUSTER INFO fields.
+    Phase ``query``."""
+    from redis.exceptions import BusyLoadingError
+
+    with run.phase("query"):
+        step.now = f"waiting for the PING reply of {where}"
+        try:
+            with driver_errors(classify):
+                pong = await _command(conn, "PING")
+        except ProbeFailure as failure:
+            if isinstance(failure.__cause__, BusyLoadingError):
+                raise await _loading_failure(conn, failure) from failure.__cause__
+            raise
+        if pong != "PONG":
+            raise ProbeFailure(Reason.PROTOCOL, f"unexpected PING reply: {str(pong)[:40]!r}")
+        step.now = f"waiting for the INFO reply of {where}"
+        with driver_errors(classify):
+            info = parse_info(_text_reply(await _command(conn, "INFO"), "INFO"))
+        cluster: dict[str, str] | None = None
+        if info.get("cluster_enabled") == "1":
+            step.now = f"waiting for the CLUSTER INFO reply of {where}"
+            with driver_errors(classify):
+                cluster = parse_info(_text_reply(await _command(conn, "CLUSTER", "INFO"), "CLUSTER INFO"))
+    return info, cluster
 
 
 async def _loading_failure(conn: Connection, failure: ProbeFailure) -> ProbeFailure:
@@ -692,31 +734,20 @@ async def _discover(target: RedisTarget, limit: float) -> _Discovery:
 async def probe(target: RedisTarget, ctx: ProbeContext) -> Observation:
     url = _parse_url(target.url)
     run = ctx.begin(target)
-    step = _Step()
+    step = Step()
     async with run.bounded(lambda: f"no answer within {format_duration(run.budget)} ({step.now})"):
         return await _run(target, ctx, url, run, step)
 
 
-async def _run(target: RedisTarget, ctx: ProbeContext, url: RedisUrl, run: Run, step: _Step) -> Observation:
-    found: _Discovery | None = None
-    host, port = url.host, url.port
-    if target.sentinels:
-        step.now = "asking the Sentinels"
-        with run.phase("sentinel"):
-            found = await _discover(target, run.left() * SENTINEL_SHARE)
-        host, port = found.host, found.port
-    try:
-        info, cluster = await _query(target, ctx, url, host, port, run, step)
-    except ProbeFailure as failure:
-        if found is not None:
-            failure.message = f"master {host}:{port}: {failure.message}"
-            failure.details = {**failure.details, "sentinel": found.details}
-        raise
+async def _run(target: RedisTarget, ctx: ProbeContext, url: RedisUrl, run: Run, step: Step) -> Observation:
+    where = await locate(target, url, run, step)
+    async with connected(target, ctx, url, where, run, step) as conn:
+        info, cluster = await _query(conn, where.address, run, step)
     observed = _observe(info, cluster)
     observed.phases = run.phases
-    if found is not None:
-        observed.values["sentinel"] = found.details
-        observed.values["address"] = f"{host}:{port}"
+    if where.found is not None:
+        observed.values["sentinel"] = where.found.details
+        observed.values["address"] = where.address
         configured = len(target.sentinels or [])
-        observed.summary += f" at {host}:{port}, named by {found.answered} of {configured} Sentinels"
+        observed.summary += f" at {where.address}, named by {where.found.answered} of {configured} Sentinels"
     return observed

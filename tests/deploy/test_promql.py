@@ -3,7 +3,8 @@ from a real Prometheus that scraped a real prober daemon.
 
 The daemon probes real peers chosen so that every series and every alert exists (health groups, one with
 a critical target down, and a health body with components included): PostgreSQL (connection
-usage), Redis with maxmemory (memory usage) and a Redis replica (replication lag), HTTPS and HTTP
+usage), Redis with maxmemory (memory usage) and a Redis replica (replication lag), BullMQ queues on that Redis
+(queue series), backup files 30 hours old and fresh (ProberBackupStale, the backup age), HTTPS and HTTP
 applications (phases, a degraded answer), TLS endpoints with a certificate expiring in 10 days and an
 expired one, a closed port (refused), and a listener that never answers (a run that never completes:
 ProberProbeStale). A second scrape job points at a closed port (ProberDown).
@@ -12,6 +13,7 @@ ProberProbeStale). A second scrape job points at a closed port (ProberDown).
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_client
 import yaml
 
 from tests.deploy.stack import (
@@ -135,6 +138,13 @@ def prometheus(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         postgres.start()
         redis.start_args = ["--maxmemory", "64mb"]
         redis.start()
+        with redis_client.Redis(port=redis.port, password=redis.password) as client:  # a BullMQ queue, empty
+            client.hset("bull:email:meta", "opts.maxLenEvents", "10000")
+        backups = directory / "backups"
+        backups.mkdir()
+        for name, age in (("stale.dump", 30 * 3600), ("fresh.dump", 60)):
+            (backups / name).write_bytes(b"dump" * 1024)
+            os.utime(backups / name, (time.time() - age, time.time() - age))
         replica.password = redis.password
         replica.start_args = ["--replicaof", "127.0.0.1", str(redis.port), "--masterauth", redis.password]
         replica.start()
@@ -165,6 +175,10 @@ def prometheus(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 {"name": "cert-expired", "kind": "tls", "address": peers.address("tls-expired")}
                 | {"server_name": "localhost", "ca_file": ca},
                 {"name": "down", "kind": "tcp", "critical": False, "address": f"127.0.0.1:{peers.ports['closed']}"},
+                {"name": "jobs", "kind": "bullmq", "critical": False, "url": redis.url, "password": redis.password}
+                | {"queues": ["email"]},
+                {"name": "backup-stale", "kind": "file", "critical": False, "path": str(backups / "stale.dump")},
+                {"name": "backup-fresh", "kind": "file", "critical": False, "path": str(backups / "fresh.dump")},
                 {
                     "name": "stuck",
                     "kind": "http",
@@ -245,6 +259,7 @@ EXPECTED_ALERTS = {
     "ProberTLSCertificateExpiringSoon": [{"target": "cert-soon", "kind": "tls"}],
     "ProberTLSCertificateExpired": [{"target": "cert-expired", "kind": "tls"}],
     "ProberProbeStale": [{"target": "stuck", "kind": "http", "reason": "none"}],
+    "ProberBackupStale": [{"target": "backup-stale", "kind": "file", "reason": "none"}],
     "ProberDown": [{"job": "prober-gone"}],
 }
 
@@ -256,4 +271,4 @@ def test_prometheus_rule_fires_for_the_right_targets(prometheus: Prometheus, ale
         assert any(expected.items() <= labels.items() for labels in firing), (expected, firing)
     # and never for the healthy targets
     for labels in firing:
-        assert labels.get("target") not in {"db", "cache", "cache-replica", "web"}, labels
+        assert labels.get("target") not in {"db", "cache", "cache-replica", "web", "jobs", "backup-fresh"}, labels

@@ -15,6 +15,11 @@ Two real engines, because no current ClickHouse *server* can be installed here (
   chdb has no replicated tables either: queries naming ``system.replicas`` are run against
   ``scripted.replicas``, a table created ``AS system.replicas`` (the real column types) whose rows the
   test writes, a *scripted stand-in* for replicas that are read-only, without a Keeper session or lagging.
+  Query-level settings in the URL (``readonly``, ``max_execution_time``, ``max_result_rows``,
+  ``result_overflow_mode``, as clickhouse-connect sends them) are applied by the engine through a ``SETTINGS``
+  clause on a SELECT (the engine's parser, ``EXPLAIN AST``, says what the statement is); a statement that is not
+  a SELECT under ``readonly`` gets the engine's own READONLY error (code 164) without being run, the answer the
+  engine gives such a statement with ``SETTINGS readonly=1``.
 
 Both fronts (plain and TLS) run in one background thread with its own event loop, so that in-process
 probes and ``prober`` subprocesses both reach them; chdb is only ever called from that thread.
@@ -176,7 +181,8 @@ def old_clickhouse(tmp_path: Path) -> Iterator[OldClickHouse]:
 _REPLICAS = re.compile(r"\bsystem\s*\.\s*replicas\b", re.IGNORECASE)
 _FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 _CODE = re.compile(r"Code:\s*(\d+)")
-_STATUS_OF_CODE = {47: 404, 60: 404, 81: 404, 62: 400, 497: 403, 516: 401}
+_STATUS_OF_CODE = {47: 404, 60: 404, 81: 404, 62: 400, 164: 500, 497: 403, 516: 401}
+QUERY_SETTINGS = ("readonly", "max_execution_time", "max_result_rows", "result_overflow_mode")
 
 
 @dataclass(frozen=True)
@@ -203,7 +209,9 @@ class ChdbFront:
         self.thread = threading.Thread(target=self.loop.run_forever, name="chdb-front", daemon=True)
         self.ports: dict[str, int] = {}
         self.fault: Fault = None
+        self.hang_on: str | None = None  # a query holding this text is left unanswered (fault "hang" for one query)
         self.queries: list[str] = []  # every SQL text received, for assertions on what the probe ran
+        self.settings: list[dict[str, str]] = []  # the query-level settings each query came with
         # scripted server errors: a query containing the key is answered with (code, name, text)
         self.errors: dict[str, tuple[int, str, str]] = {}
         self.version = ""
@@ -261,7 +269,9 @@ class ChdbFront:
 
     def reset(self) -> None:
         self.fault = None
+        self.hang_on = None
         self.queries.clear()
+        self.settings.clear()
         self.errors.clear()
         self.set_replicas([])
 
@@ -291,6 +301,15 @@ class ChdbFront:
                 )
 
         self.call(write)
+
+    def run(self, sql: str) -> bytes:
+        """Run SQL on the engine directly (test set-up), in the front's thread."""
+
+        async def call() -> bytes:
+            return self._run(sql, "TabSeparated")
+
+        result: bytes = self.call(call)
+        return result
 
     def url(self, password: str = PASSWORD, user: str = USER, scheme: str = "http", database: str = "") -> str:
         host = "localhost" if scheme == "https" else "127.0.0.1"
@@ -342,7 +361,8 @@ class ChdbFront:
         body = (await request.read()).decode()
         sql = "\n".join(part for part in (request.query.get("query", ""), body) if part)
         self.queries.append(sql)
-        if self.fault == "hang" and self._release is not None:
+        hang = self.fault == "hang" or (self.hang_on is not None and self.hang_on in sql)
+        if hang and self._release is not None:
             release = self._release
             await asyncio.wait_for(release.wait(), 60)  # never answered before the test ends
             return self._error(394, "QUERY_WAS_CANCELLED", "Query was cancelled")
@@ -354,10 +374,22 @@ class ChdbFront:
         found = _FORMAT.search(sql)
         fmt = found.group(1) if found else request.query.get("default_format", "TabSeparated")
         database = request.query.get("database")
+        applied = {key: request.query[key] for key in QUERY_SETTINGS if key in request.query}
+        self.settings.append(applied)
         try:
             if database:
                 self._run(f"USE {database}", "TabSeparated")
             try:
+                if applied:
+                    body_sql = sql[: found.start()] if found else sql
+                    kind = self._run(f"EXPLAIN AST {body_sql}", "TabSeparated").decode().split(" ", 1)[0]
+                    if not kind.startswith("Select") and int(applied.get("readonly", "0")) >= 1:
+                        return self._error(164, "READONLY", f"{user}: Cannot execute query in readonly mode")
+                    if kind.startswith("Select"):
+                        clause = " SETTINGS " + ", ".join(
+                            f"{key}={value if value.isdigit() else _quote(value)}" for key, value in applied.items()
+                        )
+                        sql = body_sql + clause + (sql[found.start() - 1 :] if found else "")
                 data = self._run(_REPLICAS.sub("scripted.replicas", sql), fmt)
             finally:
                 if database:
@@ -383,20 +415,29 @@ class ChdbFront:
         )
 
 
+_SHARED: list[ChdbFront] = []  # chdb allows one session per process: one front, shared by every test module
+_USERS_OF_SHARED: list[int] = [0]
+
+
 @pytest.fixture(scope="session")
 def chdb_front_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbFront]:
-    """The front over one chdb session (chdb allows one per process), for the whole test session."""
+    """The front over one chdb session (chdb allows one per process), for the whole test session: every
+    module that imports this fixture gets the same front, stopped when the last of them is done."""
     try:
         import chdb  # noqa: F401
     except ImportError:
         if os.environ.get("CI"):
             pytest.fail("chdb-core is required in CI (scripts/test.sh installs it)")
         pytest.skip("chdb-core is not installed")
-    front = ChdbFront(tmp_path_factory.mktemp("chdb-front")).start()
+    if not _SHARED:
+        _SHARED.append(ChdbFront(tmp_path_factory.mktemp("chdb-front")).start())
+    _USERS_OF_SHARED[0] += 1
     try:
-        yield front
+        yield _SHARED[0]
     finally:
-        front.stop()
+        _USERS_OF_SHARED[0] -= 1
+        if not _USERS_OF_SHARED[0]:
+            _SHARED.pop().stop()
 
 
 @pytest.fixture

@@ -63,6 +63,10 @@ def config(peers: Peers, token_file: Path) -> str:
         f"{{name: redis-password, kind: redis, url: 'redis://{garbage}/0', password: {CANARY}}}",
         f"{{name: redis-sentinel, kind: redis, url: 'redis://x/0', password: {CANARY}, sentinels: ['{echo}'], "
         f"master_name: m, sentinel_password: {CANARY}}}",
+        f"{{name: bullmq-url, kind: bullmq, url: 'redis://:{CANARY}@{echo}/0', queues: [email]}}",
+        f"{{name: bullmq-password, kind: bullmq, url: 'redis://{garbage}/0', password: {CANARY}, queues: all}}",
+        f"{{name: bullmq-sentinel, kind: bullmq, url: 'redis://x/0', password: {CANARY}, sentinels: ['{echo}'], "
+        f"master_name: m, sentinel_password: {CANARY}, queues: [email]}}",
         f"{{name: mongo-uri, kind: mongodb, uri: 'mongodb://app:{CANARY}@{echo}/'}}",
         f"{{name: mongo-password, kind: mongodb, uri: 'mongodb://app@{closed}/', password: {CANARY}}}",
         f"{{name: minio, kind: minio, endpoint: 'http://{echo}', access_key: app, secret_key: {CANARY}, "
@@ -146,6 +150,7 @@ VARIABLES = {
     "MINIO_ACCESS_KEY": f"{VARIABLE_CANARY}-6",
     "S3_CREDENTIAL_BUCKET": f"{VARIABLE_CANARY}-7".lower(),
     "WS_SESSION_TOKEN": f"{VARIABLE_CANARY}-8",
+    "QUEUE_AUTH_USER": f"{VARIABLE_CANARY}-9",
 }
 URL_KINDS = {
     "http": "url",
@@ -155,6 +160,7 @@ URL_KINDS = {
     "clickhouse": "url",
     "minio": "endpoint",
     "websocket": "url",
+    "bullmq": "url",
 }
 
 
@@ -177,6 +183,7 @@ def places_config(peers: Peers) -> str:
         f"{{name: mongo-var, kind: mongodb, uri: 'mongodb://{echo}/${{MONGO_DB_TOKEN}}'}}",
         f"{{name: ch-var, kind: clickhouse, url: 'http://{http}/${{CH_DB_PWD}}'}}",
         f"{{name: ws-var, kind: websocket, url: 'ws://{echo}/${{WS_SESSION_TOKEN}}'}}",
+        f"{{name: queue-var, kind: bullmq, url: 'redis://${{QUEUE_AUTH_USER}}@{echo}/0', queues: [email]}}",
         f"{{name: minio-var, kind: minio, endpoint: 'http://{echo}', access_key: '${{MINIO_ACCESS_KEY}}', "
         "secret_key: not-the-canary, bucket: '${S3_CREDENTIAL_BUCKET}'}",
     ]
@@ -195,8 +202,8 @@ def test_every_kind_that_takes_a_url_has_a_canary_in_each_place(peers: Peers) ->
     assert set(URL_KINDS) <= set(KINDS), "a kind was renamed"
     url_kinds = {name for name, kind in KINDS.items() if set(kind.model.model_fields) & {*URL_FIELDS, "endpoint"}}
     query, variable = covered_places(places_config(peers))
-    # redis and minio take no credential query parameter: theirs is refused at load time (REFUSED below)
-    assert url_kinds - {"redis", "minio", "tls", "tcp"} <= query, url_kinds - query
+    # redis (and bullmq, with redis's URL) and minio take no credential query parameter: refused at load (REFUSED)
+    assert url_kinds - {"redis", "bullmq", "minio", "tls", "tcp"} <= query, url_kinds - query
     assert url_kinds - {"tls", "tcp"} <= variable, url_kinds - variable
 
 
