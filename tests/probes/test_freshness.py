@@ -5,8 +5,8 @@ and the shared limits (sizes, ages)."""
 from __future__ import annotations
 
 import asyncio
-import re
 import io
+import re
 import time
 import uuid
 from collections.abc import Iterator
