@@ -108,7 +108,7 @@ def test_zero_config_start_up_log_redacts_credentials(peers: Peers, tmp_path: Pa
 
 @pytest.mark.parametrize(("command", "code"), [("check-config", 2), ("run", 2), ("once", 3)])
 def test_no_targets_is_an_error_naming_where_the_prober_looked(command: str, code: int) -> None:
-    from prober.config import variables_looked_for
+    from prober.zeroconfig import variables_looked_for
 
     done = run_cli(command, env={"PROBER_CONFIG": "", **{v: "" for v in variables_looked_for()}})
     assert done.returncode == code, done.stderr

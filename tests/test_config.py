@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from prober import config
+from prober import config, zeroconfig
 from prober.errors import ConfigError
 from prober.models import DEFAULT_DURATION_BUCKETS as DURATION_BUCKETS
 from prober.probes import KINDS
@@ -243,7 +243,7 @@ def test_zero_config_with_nothing_set_is_an_error_naming_where_it_looked() -> No
         config.load(None, {})
     (problem,) = caught.value.problems
     assert problem.startswith("<environment>: no targets to probe: no config file (tried: -c FILE, $PROBER_CONFIG, ")
-    looked = config.variables_looked_for()
+    looked = zeroconfig.variables_looked_for()
     assert {"DATABASE_URL", "REDIS_URL", "APP_READINESS_URL"} <= set(looked)
     assert f"(looked for: {', '.join(looked)})" in problem
 
@@ -252,14 +252,14 @@ def test_the_variables_looked_for_are_the_ones_zero_config_reads() -> None:
     """The list in the message is asked of from_environment itself: every variable in it is one the
     zero-config table documents, and every variable that can start a target on its own (not a companion
     such as PGPORT or REDIS_PASSWORD) is in it."""
-    asked = config.variables_looked_for()
-    table = {variable.name: variable for variable in config.ZERO_CONFIG_VARIABLES}
+    asked = zeroconfig.variables_looked_for()
+    table = {variable.name: variable for variable in zeroconfig.ZERO_CONFIG_VARIABLES}
     assert set(asked) <= set(table), set(asked) - set(table)
     starters = {name for name, variable in table.items() if not variable.gives.startswith("with ")}
     assert starters - set(asked) <= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_BUCKET", "AWS_REGION"}, (
         starters - set(asked)
     )
-    assert config.from_environment({"REDIS_HOST": "cache"}) != config.from_environment({})
+    assert zeroconfig.from_environment({"REDIS_HOST": "cache"}) != zeroconfig.from_environment({})
 
 
 def test_prober_config_variable_names_the_file(tmp_path: Path) -> None:

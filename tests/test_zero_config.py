@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from prober import config
+from prober import config, zeroconfig
 from prober.errors import ConfigError
 from prober.probes.minio import MinioTarget
 from prober.probes.postgres import PostgresTarget
@@ -153,15 +153,17 @@ def test_database_url_of_another_kind() -> None:
 def test_secret_named_variables_are_secrets() -> None:
     found = loaded(MINIO_ENDPOINT="minio", MINIO_ACCESS_KEY="ak-visible-before", MINIO_SECRET_KEY="sk-2")
     assert "ak-visible-before" in found.secrets()  # an access key is masked too (its name holds KEY)
-    assert config.is_secret_variable("REDIS_PASSWORD", "x1y2") and not config.is_secret_variable("AUTH_ENABLED", "true")
+    assert zeroconfig.is_secret_variable("REDIS_PASSWORD", "x1y2") and not zeroconfig.is_secret_variable(
+        "AUTH_ENABLED", "true"
+    )
 
 
 def test_every_variable_in_the_table_is_read_and_documented() -> None:
     readme = (ROOT / "README.md").read_text()
-    for variable in config.ZERO_CONFIG_VARIABLES:
+    for variable in zeroconfig.ZERO_CONFIG_VARIABLES:
         assert f"`{variable.name}`" in readme, f"README's zero-config table does not name {variable.name}"
-    source = (ROOT / "prober" / "config.py").read_text()
-    for variable in config.ZERO_CONFIG_VARIABLES:
+    source = (ROOT / "prober" / "zeroconfig.py").read_text()
+    for variable in zeroconfig.ZERO_CONFIG_VARIABLES:
         assert source.count(f'"{variable.name}"') >= 2, f"{variable.name} is in the table but never read"
 
 
