@@ -11,11 +11,12 @@ Every kind module has the same public names:
 * ``RULES``: its default verdicts, applied by :func:`prober.judge.judge`;
 * ``classify``: its driver's exceptions -> :class:`~prober.errors.ProbeFailure`.
 
-Adding a kind is adding its module to ``MODULES`` (docs/architecture.md says what else changes).
+Adding a kind is adding its module's name to ``KIND_MODULES`` (docs/architecture.md says what else changes).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -25,41 +26,17 @@ from pydantic import Field
 
 from prober.judge import Observable, Observation, Rule, hidden_names
 from prober.models import TargetBase
-from prober.probes import (
-    bullmq,
-    clickhouse,
-    dns,
-    file,
-    grpc,
-    http,
-    minio,
-    mongodb,
-    postgres,
-    redis,
-    tcp,
-    tls,
-    websocket,
-)
 from prober.probes._budget import DEFAULT_BYTE_BUDGET
 from prober.probes._context import ProbeContext
 
 ProbeFn = Callable[[Any, ProbeContext], Awaitable[Observation]]
 
-MODULES: tuple[ModuleType, ...] = (
-    bullmq,
-    clickhouse,
-    dns,
-    file,
-    grpc,
-    http,
-    minio,
-    mongodb,
-    postgres,
-    redis,
-    tcp,
-    tls,
-    websocket,
-)
+# The kinds: one module each, prober/probes/<name>.py. The one list of them.
+KIND_MODULES = (
+    "bullmq", "clickhouse", "dns", "file", "grpc", "http", "minio", "mongodb", "postgres", "redis", "tcp", "tls",
+    "websocket",
+)  # fmt: skip
+MODULES: tuple[ModuleType, ...] = tuple(importlib.import_module(f"prober.probes.{name}") for name in KIND_MODULES)
 
 
 @dataclass(frozen=True, slots=True)
