@@ -14,8 +14,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from prober import __version__
+from prober.history import History
 from prober.metrics import render
 from prober.models import ServerConfig
+from prober.page import add_routes
 from prober.redact import REDACTOR
 from prober.status import Board, State, TargetStatus
 
@@ -31,7 +33,7 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def check_json(status: TargetStatus) -> dict[str, Any]:
+def check_json(status: TargetStatus, history: History | None = None) -> dict[str, Any]:
     last = status.last
     check = {
         "status": status.state.value,
@@ -43,13 +45,15 @@ def check_json(status: TargetStatus) -> dict[str, Any]:
         "last_success": iso(status.last_success),
         "last_run": iso(status.last_run),
         "details": last.details if last else {},
+        "uptime_1h": history.uptime(status.name, "1h") if history is not None else None,
+        "uptime_24h": history.uptime(status.name, "24h") if history is not None else None,
     }
     if last is not None and last.components:
         check["components"] = {name: component.as_json() for name, component in last.components.items()}
     return check
 
 
-def status_json(board: Board, group: str | None = None) -> dict[str, Any]:
+def status_json(board: Board, group: str | None = None, history: History | None = None) -> dict[str, Any]:
     """The whole's state and every check; with ``group``, that health group's state and its checks only."""
     now = time.time()
     targets = board.members(group) if group is not None else list(board.targets.values())
@@ -66,7 +70,7 @@ def status_json(board: Board, group: str | None = None) -> dict[str, Any]:
             name: {"status": board.group_state(name).value, "targets": [t.name for t in board.members(name)]}
             for name in board.groups
         }
-    body["checks"] = {t.name: check_json(t) for t in targets}
+    body["checks"] = {t.name: check_json(t, history) for t in targets}
     return body
 
 
@@ -76,9 +80,16 @@ def http_status(state: State) -> int:
 
 class Api:
     def __init__(
-        self, board: Board, registry: CollectorRegistry, settings: ServerConfig, reload: Reload, liveness: Liveness
+        self,
+        board: Board,
+        registry: CollectorRegistry,
+        settings: ServerConfig,
+        reload: Reload,
+        liveness: Liveness,
+        history: History | None = None,
     ) -> None:
         self.board = board
+        self.history = History() if history is None else history  # the page's and the uptimes' source
         self.registry = registry
         self.settings = settings
         self._reload = reload
@@ -86,7 +97,8 @@ class Api:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
-        app.router.add_get("/", self.index)
+        # the status page: /, /target/<name>, /api/page, /api/history/<name>, /badge/..., /login (prober/page)
+        self.page = add_routes(app, self.board, self.history, lambda: self.settings, fallback=self.index)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/status", self.status)
         app.router.add_get("/status/{group}", self.group_status)
@@ -127,7 +139,7 @@ class Api:
         return response
 
     async def status(self, _request: web.Request) -> web.Response:
-        body = status_json(self.board)
+        body = status_json(self.board, history=self.history)
         return web.json_response(body, status=http_status(State(body["status"])))
 
     async def group_status(self, request: web.Request) -> web.Response:
@@ -136,7 +148,7 @@ class Api:
         if group not in self.board.groups:
             known = sorted(self.board.groups)
             return web.json_response({"error": f"no health group {group!r}", "groups": known}, status=404)
-        body = status_json(self.board, group)
+        body = status_json(self.board, group, self.history)
         return web.json_response(body, status=http_status(State(body["status"])))
 
     async def healthz(self, _request: web.Request) -> web.Response:
