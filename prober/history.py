@@ -8,16 +8,18 @@ happens to it and no Python object per run or per bucket is kept:
   ``uptime_1h``;
 * **quarters**: 96 fifteen-minute buckets (the last 24 hours): the detail view's day, ``uptime_24h``.
 
-A bucket holds its runs, the runs that reached the target (ok or degraded) and those that did not
-(unhealthy), the worst debounced state and the worst raw result seen in it, and the latency min, max and
-sum (float32). Uptime is ``up / (up + down)``: runs that ended in the prober's own failure (``unknown``)
-say nothing about the dependency and count on neither side, as in the PromQL documented in README.
+A bucket holds its runs (counts saturate at 65,535 per bucket: a run every 14 ms), the runs that reached
+the target (ok or degraded) and those that did not (unhealthy), the worst debounced state and the worst
+raw result seen in it, and the latency min, max and sum (float32). Uptime is ``up / (up + down)``: runs
+that ended in the prober's own failure (``unknown``) say nothing about the dependency and count on
+neither side, as in the PromQL documented in README.
 
 **transitions**: the last 50 changes of the debounced state (time, from, to, the run's reason and
-message). Messages are cut to ``MESSAGE_CHARS`` and a target's kept messages to ``MESSAGE_BUDGET`` bytes;
-past it the oldest transitions lose their message (they keep time, states and reason).
+message). Messages are cut to ``MESSAGE_CHARS`` and interned (a flapping target's repeated messages are
+one string), and a target's distinct kept messages to ``MESSAGE_BUDGET`` bytes; past it the oldest
+transitions lose their message (they keep time, states and reason).
 
-The layout costs ``bytes_per_target()`` bytes of arrays per target (about 4.6 KB) plus its messages:
+The layout costs ``bytes_per_target()`` bytes of arrays per target (about 3.9 KB) plus its messages:
 bench/history_memory.py measures RSS for 10,000 targets. Nothing is written to disk: history starts
 afresh when the daemon does (long history belongs in Prometheus). Written by the scheduler on the event
 loop, read by the HTTP surface on the same loop; a read never triggers a probe.
@@ -35,7 +37,7 @@ from typing import Protocol
 from prober.status import Result, State
 
 MESSAGE_CHARS = 160  # of a transition's message
-MESSAGE_BUDGET = 1536  # bytes of message strings kept per target (sys.getsizeof of each)
+MESSAGE_BUDGET = 2048  # bytes of distinct message strings kept per target (sys.getsizeof of each)
 TRANSITIONS = 50
 
 # State codes, ordered so that the worse state is the larger code: a bucket keeps the max.
@@ -113,7 +115,7 @@ class Transition:
 class Ring:
     """``length`` buckets of ``step`` seconds per slot, in flat arrays; ``count`` is the counters' typecode."""
 
-    def __init__(self, step: int, length: int, count: str) -> None:
+    def __init__(self, step: int, length: int, count: str = "H") -> None:
         self.step, self.length = step, length
         self.limit = (1 << (8 * array(count).itemsize)) - 1
         self.runs, self.up, self.down = array(count), array(count), array(count)
@@ -269,27 +271,28 @@ class Transitions:
     def add(self, slot: int, when: float, before: State, after: State, reason: str | None, message: str) -> None:
         base, n = slot * self.length, self.length
         i = base + self.head[slot]
-        old = self.message[i]
-        if old is not None:
-            self.kept[slot] -= sys.getsizeof(old)
-        text = sys.intern(message[:MESSAGE_CHARS])  # flapping targets repeat their messages: keep one copy
-        size = sys.getsizeof(text)
-        # over the budget: drop the messages of the oldest transitions (never the new one's)
-        oldest = self.head[slot] + 1 if self.count[slot] == n else 0
-        k = 0
-        while self.kept[slot] + size > MESSAGE_BUDGET and k < n - 1:
-            j = base + (oldest + k) % n
-            if j != i and self.message[j] is not None:
-                self.kept[slot] -= sys.getsizeof(self.message[j])
-                self.message[j] = None
-            k += 1
         self.time[i] = when
         self.codes[i] = CODE[before] << 4 | CODE[after]
         self.reason[i] = _reason_code(reason)
-        self.message[i] = text
-        self.kept[slot] += size
+        # flapping targets repeat their messages: interned, a message repeated in the ring is kept (and
+        # counted) once
+        self.message[i] = sys.intern(message[:MESSAGE_CHARS])
         self.head[slot] = (self.head[slot] + 1) % n
         self.count[slot] = min(self.count[slot] + 1, n)
+        # over the budget: the oldest transitions lose their message (never the new one)
+        order = [base + (self.head[slot] - self.count[slot] + k) % n for k in range(self.count[slot])]
+        kept = self._kept(order)
+        for j in order[:-1]:
+            if kept <= MESSAGE_BUDGET:
+                break
+            if self.message[j] is not None:
+                self.message[j] = None
+                kept = self._kept(order)
+        self.kept[slot] = kept
+
+    def _kept(self, indexes: list[int]) -> int:
+        distinct = {id(m): m for m in (self.message[j] for j in indexes) if m is not None}
+        return sum(sys.getsizeof(m) for m in distinct.values())
 
     def read(self, slot: int, limit: int | None = None) -> list[Transition]:
         """Newest first."""
@@ -311,7 +314,7 @@ class History:
 
     def __init__(self) -> None:
         self.minutes = Ring(*self.MINUTES, count="H")
-        self.quarters = Ring(*self.QUARTERS, count="I")
+        self.quarters = Ring(*self.QUARTERS, count="H")
         self.transitions = Transitions()
         self._slots: dict[str, int] = {}
         self._kinds: dict[str, str] = {}
