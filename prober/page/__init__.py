@@ -42,7 +42,7 @@ BADGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors *"
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 SHARED_FOR = 0.5  # seconds one rendering of the page's JSON serves every page that asks meanwhile
@@ -320,7 +320,7 @@ class Page:
         token, target = str(form.get("token", "")), login.safe_next(str(form.get("next", "/")))
         if not login.valid_token(settings, token):
             await asyncio.sleep(0.25)  # a guesser waits; the page stays fast for everyone else
-            return self._headers(self._html("login.html", status=401, target=target, failed=True))
+            return self._headers(self._html("login.html", target=target, failed=True))
         response = _redirect(target)
         login.set_cookie(response, request, login.session(settings), login.SESSION_SECONDS)
         return self._headers(response)
