@@ -15,11 +15,11 @@ that ended in the prober's own failure (``unknown``) say nothing about the depen
 neither side, as in the PromQL documented in README.
 
 **transitions**: the last 50 changes of the debounced state (time, from, to, the run's reason and
-message). Messages are cut to ``MESSAGE_CHARS`` and interned (a flapping target's repeated messages are
-one string), and a target's distinct kept messages to ``MESSAGE_BUDGET`` bytes; past it the oldest
-transitions lose their message (they keep time, states and reason).
+message). Messages are cut to ``MESSAGE_CHARS``; a message already in the target's ring is shared (a
+flapping target repeats itself), and a target's distinct kept messages are bounded to ``MESSAGE_BUDGET``
+bytes: past it the oldest transitions lose their message (they keep time, states and reason).
 
-The layout costs ``bytes_per_target()`` bytes of arrays per target (about 3.9 KB) plus its messages:
+The layout costs ``bytes_per_target()`` bytes of arrays per target (about 3.7 KB) plus its messages:
 bench/history_memory.py measures RSS for 10,000 targets. Nothing is written to disk: history starts
 afresh when the daemon does (long history belongs in Prometheus). Written by the scheduler on the event
 loop, read by the HTTP surface on the same loop; a read never triggers a probe.
@@ -37,7 +37,7 @@ from typing import Protocol
 from prober.status import Result, State
 
 MESSAGE_CHARS = 160  # of a transition's message
-MESSAGE_BUDGET = 2048  # bytes of distinct message strings kept per target (sys.getsizeof of each)
+MESSAGE_BUDGET = 1536  # bytes of distinct message strings kept per target (sys.getsizeof of each)
 TRANSITIONS = 50
 
 # State codes, ordered so that the worse state is the larger code: a bucket keeps the max.
@@ -122,7 +122,7 @@ class Ring:
         self.state = array("B")  # high nibble: worst debounced state; low nibble: worst raw result
         self.low, self.high, self.total = array("f"), array("f"), array("f")  # latency seconds: min, max, sum
         self.last = array("q")  # per slot: the bucket number last written (-1: none)
-        self.sum_up, self.sum_down = array("Q"), array("Q")  # per slot: up and down over the whole ring
+        self.sum_up, self.sum_down = array("I"), array("I")  # per slot: up and down over the whole ring
 
     def columns(self) -> tuple[array[int] | array[float], ...]:
         return self.runs, self.up, self.down, self.state, self.low, self.high, self.total
@@ -185,12 +185,17 @@ class Ring:
         return slot * self.length, range(first, min(number, last) + 1)
 
     def sums(self, slot: int, now: float) -> tuple[int, int]:
-        """(up, down) over the window ending at ``now``: O(1) while the slot is current."""
-        if self.last[slot] == int(now // self.step):
-            return self.sum_up[slot], self.sum_down[slot]
-        base, numbers = self._window(slot, now)
-        n = self.length
-        return sum(self.up[base + b % n] for b in numbers), sum(self.down[base + b % n] for b in numbers)
+        """(up, down) over the window ending at ``now``: the ring's totals less the buckets that have left the
+        window since the slot was last written (none while it is current)."""
+        number, last, n = int(now // self.step), self.last[slot], self.length
+        up, down = self.sum_up[slot], self.sum_down[slot]
+        if last < 0 or number - last >= n:
+            return 0, 0
+        base = slot * n
+        for b in range(last - n + 1, number - n + 1):  # kept in the ring, but older than the window
+            up -= self.up[base + b % n]
+            down -= self.down[base + b % n]
+        return up, down
 
     def buckets(self, slot: int, now: float) -> list[Bucket | None]:
         """The window ending at ``now``, oldest first; None where nothing ran."""
@@ -245,7 +250,7 @@ class Transitions:
 
     def __init__(self, length: int = TRANSITIONS) -> None:
         self.length = length
-        self.time = array("d")
+        self.time = array("I")  # epoch seconds
         self.codes = array("B")  # before << 4 | after
         self.reason = array("B")
         self.message: list[str | None] = []
@@ -255,7 +260,7 @@ class Transitions:
 
     def grow(self, slots: int) -> None:
         n = self.length * slots
-        self.time.extend(array("d", bytes(8 * n)))
+        self.time.extend(array("I", bytes(4 * n)))
         self.codes.extend(bytes(n))
         self.reason.extend(bytes(n))
         self.message.extend([None] * n)
@@ -271,16 +276,16 @@ class Transitions:
     def add(self, slot: int, when: float, before: State, after: State, reason: str | None, message: str) -> None:
         base, n = slot * self.length, self.length
         i = base + self.head[slot]
-        self.time[i] = when
-        self.codes[i] = CODE[before] << 4 | CODE[after]
-        self.reason[i] = _reason_code(reason)
-        # flapping targets repeat their messages: interned, a message repeated in the ring is kept (and
-        # counted) once
-        self.message[i] = sys.intern(message[:MESSAGE_CHARS])
         self.head[slot] = (self.head[slot] + 1) % n
         self.count[slot] = min(self.count[slot] + 1, n)
+        order = [base + (self.head[slot] - self.count[slot] + k) % n for k in range(self.count[slot])]  # oldest 1st
+        text = message[:MESSAGE_CHARS]
+        # a flapping target repeats its messages: a message already in its ring is shared, and counted once
+        self.message[i] = next((m for j in order if (m := self.message[j]) == text and j != i), text)
+        self.time[i] = int(when)
+        self.codes[i] = CODE[before] << 4 | CODE[after]
+        self.reason[i] = _reason_code(reason)
         # over the budget: the oldest transitions lose their message (never the new one)
-        order = [base + (self.head[slot] - self.count[slot] + k) % n for k in range(self.count[slot])]
         kept = self._kept(order)
         for j in order[:-1]:
             if kept <= MESSAGE_BUDGET:

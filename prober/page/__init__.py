@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from prober import __version__
 from prober.history import History
@@ -63,9 +64,14 @@ def _environment() -> jinja2.Environment:
         percent=view.percent,
         clock=view.clock,
         latency=view.latency,
-        spans=svg.spans,
-        points=svg.points,
-        summary=svg.summary,
+        cert=view.cert,
+        timeline_svg=svg.timeline_svg,
+        spark_svg=svg.spark_svg,
+        pills={
+            (s.value, extra): Markup(f'<span class="pill s-{s.value}{extra}">{s.value}</span>')  # icon: page.css
+            for s in State
+            for extra in ("", " big", " small")
+        },
         version=__version__,
     )
     return env
@@ -95,7 +101,8 @@ class Page:
         self.env = _environment()
         self.static = Static()
         self.env.globals["static"] = self.static.urls
-        self._shared: tuple[float, bytes] | None = None
+        self._cache: dict[str, tuple[float, bytes]] = {}
+        self._rendering: dict[str, asyncio.Task[bytes]] = {}
 
     # --- access ----------------------------------------------------------------------------------------
 
@@ -150,12 +157,18 @@ class Page:
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
     async def index(self, request: web.Request) -> web.StreamResponse:
-        now = time.time()
         filters = view.Filters.parse(request.query)
+        # rendered in a worker thread: thousands of rows take a fraction of a second, which the event loop
+        # (and so every probe run) must not wait for
+        body = await asyncio.to_thread(self._index_html, filters)
+        return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+    def _index_html(self, filters: view.Filters) -> bytes:
+        now = time.time()
         rows = sorted(view.rows(self.board, self.history, now), key=view.sort_key(filters.sort))
         means = {r.name: self.history.means(r.name, "1h", now) for r in rows}
-        return self._html(
-            "index.html",
+        html = self.env.get_template("index.html").render(
+            signed_in=login.mode(self.settings()) == "token",
             overall=self.board.overall(),
             rows=rows,
             means=means,
@@ -167,6 +180,7 @@ class Page:
             sorts=view.SORTS,
             poll=view.poll_seconds(self.board),
         )
+        return html.encode()
 
     async def target(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -187,13 +201,9 @@ class Page:
     # --- JSON ------------------------------------------------------------------------------------------
 
     async def page_json(self, request: web.Request) -> web.StreamResponse:
-        """Every row's fields; with ``?spark=1`` also each row's latency per minute. One rendering is shared
-        by every page that asks within ``SHARED_FOR`` seconds, so ten open pages cost about one."""
+        """Every row's fields; with ``?spark=1`` also each row's latency per minute."""
         spark = request.query.get("spark") == "1"
-        if not spark:
-            body = await self._shared_body()
-        else:
-            body = self._render(spark=True)
+        body = await self._shared("spark" if spark else "rows", lambda: self._render(spark))
         return web.Response(body=body, content_type="application/json")
 
     def _render(self, spark: bool = False) -> bytes:
@@ -206,13 +216,25 @@ class Page:
             }
         return json.dumps(body, separators=(",", ":")).encode()
 
-    async def _shared_body(self) -> bytes:
-        shared = self._shared
-        if shared is not None and time.monotonic() - shared[0] < SHARED_FOR:
-            return shared[1]
-        body = self._render()
-        self._shared = (time.monotonic(), body)
-        return body
+    async def _shared(self, key: str, render: Callable[[], bytes]) -> bytes:
+        """One rendering of ``key`` at a time, in a worker thread (the event loop, and so every probe run,
+        never waits for it), and its result reused for ``SHARED_FOR`` seconds: ten open pages cost about
+        one. A client that goes away does not cancel the rendering the others wait for."""
+        cached = self._cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < SHARED_FOR:
+            return cached[1]
+        task = self._rendering.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(render))
+            self._rendering[key] = task
+
+            def done(finished: asyncio.Task[bytes]) -> None:
+                self._rendering.pop(key, None)
+                if not finished.cancelled() and finished.exception() is None:
+                    self._cache[key] = (time.monotonic(), finished.result())
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
 
     def _detail(self, name: str, now: float) -> dict[str, Any]:
         status = self.board.targets[name]

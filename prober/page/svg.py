@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from markupsafe import Markup, escape
+
 from prober.history import LETTERS
 
 WORD = {chr(LETTERS[code]): word for code, word in enumerate(("none", "ok", "unknown", "degraded", "unhealthy"))}
@@ -35,10 +37,29 @@ def points(values: list[float | None], height: float = SPARK_HEIGHT) -> str:
     top = max((v for v in values if v is not None), default=0.0)
     if top <= 0:
         top = 1.0
-    return " ".join(f"{i},{height - (v / top) * (height - 2) - 1:.1f}" for i, v in enumerate(values) if v is not None)
+    scale = (height - 2) / top
+    return " ".join(f"{i},{height - 1 - v * scale:.0f}" for i, v in enumerate(values) if v is not None)
 
 
 def summary(letters: str, step: str) -> str:
     """Words for a timeline (its accessible name): ``ok for 52 min, then unhealthy for 8 min``."""
     parts = [f"{s.state} for {s.width} {step}" for s in spans(letters) if s.state != "none"]
     return ", then ".join(parts) if parts else "no runs yet"
+
+
+def timeline_svg(letters: str, step: str, label: str) -> Markup:
+    """The timeline as inline SVG (what templates/macros.html used to spell out, in one string join)."""
+    rects = "".join(
+        f'<rect class="t-{s.state}" x="{s.x}" width="{s.width}" height="10"></rect>' for s in spans(letters)
+    )
+    return Markup(
+        f'<svg class="timeline" viewBox="0 0 {len(letters)} 10" preserveAspectRatio="none" role="img" '
+        f'aria-label="{escape(label)}: {escape(summary(letters, step))}" data-step="{escape(step)}">{rects}</svg>'
+    )
+
+
+def spark_svg(values: list[float | None], label: str) -> Markup:
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 {max(1, len(values) - 1)} 20" preserveAspectRatio="none" role="img" '
+        f'aria-label="{escape(label)}"><polyline points="{points(values)}"></polyline></svg>'
+    )

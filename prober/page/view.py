@@ -198,3 +198,9 @@ def latency(ms: float | None) -> str:
     if ms is None:
         return "—"
     return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+
+
+def cert(days: float | None) -> str:
+    if days is None:
+        return "—"
+    return f"expired {-days:.1f} d ago" if days < 0 else f"{days:.1f} d left"

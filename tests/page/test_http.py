@@ -93,7 +93,7 @@ def test_every_target_has_a_row_with_its_state_in_words(daemon: Daemon) -> None:
     assert states == {"web": "ok", "evil": "unhealthy", "down": "unhealthy", "cert": "degraded"}
     rows = re.findall(r'<tr id="t-([^"]+)".*?</tr>', html, re.S)
     assert rows[:2] == ["down", "evil"] or rows[:2] == ["evil", "down"]  # unhealthy first
-    assert 'class="word">unhealthy<' in html and 'class="icon" aria-hidden="true">✕<' in html
+    assert '<span class="pill s-unhealthy">unhealthy</span>' in html  # the word; colour and icon: page.css
     assert "d left" in html  # the certificate's days
 
 

@@ -4,7 +4,6 @@
 
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
-  const ICONS = { ok: "✓", degraded: "!", unhealthy: "✕", unknown: "?" };
   const RANK = { unhealthy: 0, degraded: 1, unknown: 2, ok: 3 };
   const WORDS = { "-": "none", o: "ok", x: "unknown", d: "degraded", u: "unhealthy" };
   const body = document.body;
@@ -41,24 +40,18 @@
   }
 
   // --- shapes, as prober/page/svg.py draws them -----------------------------------------------------------
+  // a state pill: colour from its class, icon from page.css (::before), the word as its text
   function pill(element, state) {
     if (!element) return;
     const extra = element.classList.contains("big") ? " big" : element.classList.contains("small") ? " small" : "";
     const wanted = "pill s-" + state + extra;
     if (element.className !== wanted) element.className = wanted;
-    setText(element.querySelector(".icon"), ICONS[state] || "?");
-    setText(element.querySelector(".word"), state);
+    setText(element, state);
   }
   function newPill(state, extra) {
     const span = document.createElement("span");
     span.className = "pill s-" + state + (extra || "");
-    const icon = document.createElement("span");
-    icon.className = "icon";
-    icon.setAttribute("aria-hidden", "true");
-    const word = document.createElement("span");
-    word.className = "word";
-    span.append(icon, " ", word);
-    pill(span, state);
+    span.textContent = state;
     return span;
   }
   function spans(letters) {
@@ -79,7 +72,6 @@
       const rect = document.createElementNS(SVG, "rect");
       rect.setAttribute("class", "t-" + span[2]);
       rect.setAttribute("x", span[0]);
-      rect.setAttribute("y", "0");
       rect.setAttribute("width", span[1]);
       rect.setAttribute("height", "10");
       return rect;
@@ -100,7 +92,7 @@
     if (top <= 0) top = 1;
     const points = [];
     values.forEach(function (v, i) {
-      if (v !== null) points.push(i + "," + (20 - (v / top) * 18 - 1).toFixed(1));
+      if (v !== null) points.push(i + "," + (19 - v * (18 / top)).toFixed(0));
     });
     const text = points.join(" ");
     if (line && line.getAttribute("points") !== text) line.setAttribute("points", text);
@@ -108,7 +100,6 @@
   function componentList(components) {
     const list = document.createElement("ul");
     list.className = "components";
-    list.dataset.role = "components";
     components.forEach(function (c) {
       const item = document.createElement("li");
       const name = document.createElement("span");
@@ -233,17 +224,17 @@
 
     function update(tr, r, now) {
       if (tr.dataset.state !== r.state) tr.dataset.state = r.state;
-      pill(tr.querySelector("[data-role=pill]"), r.state);
-      setText(tr.querySelector("[data-role=reason]"), r.reason || "");
-      setText(tr.querySelector("[data-role=message]"), r.message);
-      setText(tr.querySelector("[data-role=latency]"), latency(r.latency_ms));
-      const success = tr.querySelector("[data-role=success]");
+      pill(tr.querySelector(".pill"), r.state);
+      setText(tr.querySelector(".reason"), r.reason || "");
+      setText(tr.querySelector(".message"), r.message);
+      setText(tr.querySelector(".lat"), latency(r.latency_ms));
+      const success = tr.querySelector(".success");
       success.dataset.at = r.last_success === null ? "" : String(r.last_success);
       setText(success, ago(r.last_success, now));
-      setText(tr.querySelector("[data-role=up1]"), percent(r.uptime_1h));
-      setText(tr.querySelector("[data-role=up24]"), percent(r.uptime_24h));
-      setText(tr.querySelector("[data-role=cert]"), cert(r.cert_days));
-      drawTimeline(tr.querySelector("[data-role=timeline]"), r.timeline);
+      setText(tr.querySelector(".up1"), percent(r.uptime_1h));
+      setText(tr.querySelector(".up24"), percent(r.uptime_24h));
+      setText(tr.querySelector(".cert"), cert(r.cert_days));
+      drawTimeline(tr.querySelector("svg.timeline"), r.timeline);
       const said = JSON.stringify(r.components);
       if (tr.dataset.components !== said) {
         tr.dataset.components = said;
@@ -275,17 +266,17 @@
         location.reload(); // the config's targets changed: render the page afresh
         return;
       }
-      pill(document.querySelector(".overall [data-role=pill]"), page.overall);
+      pill(document.querySelector(".overall .pill"), page.overall);
       document.title = page.overall + " · prober";
       document.querySelectorAll(".groups li").forEach(function (li) {
         const link = li.querySelector("a[data-group]");
-        if (link && page.groups[link.dataset.group]) pill(li.querySelector("[data-role=pill]"), page.groups[link.dataset.group]);
+        if (link && page.groups[link.dataset.group]) pill(li.querySelector(".pill"), page.groups[link.dataset.group]);
       });
       names.forEach(function (name) {
         const r = page.rows[name];
         data.set(name, r);
         update(rows.get(name), r, page.now);
-        if (spark && page.spark) drawSpark(rows.get(name).querySelector("[data-role=spark]"), page.spark[name]);
+        if (spark && page.spark) drawSpark(rows.get(name).querySelector("svg.spark"), page.spark[name]);
       });
       if (spark) sparkMinute = minute;
       const updated = document.getElementById("updated");
@@ -295,6 +286,7 @@
     }
 
     arrange();
+    performance.mark("prober:ready"); // the rows are arranged and the controls work (bench/page.py reads it)
     every(refresh);
   }
 
@@ -331,7 +323,7 @@
     async function refresh() {
       const detail = await getJSON("/api/history/" + encodeURIComponent(name));
       const c = detail.check;
-      pill(document.querySelector("#d-state [data-role=pill]"), c.state);
+      pill(document.querySelector("#d-state .pill"), c.state);
       document.title = name + ": " + c.state + " · prober";
       setText(document.getElementById("d-reason"), c.reason || "—");
       setText(document.getElementById("d-message"), c.message);
@@ -341,9 +333,9 @@
       setText(document.getElementById("d-up1"), percent(c.uptime_1h));
       setText(document.getElementById("d-up24"), percent(c.uptime_24h));
       setText(document.getElementById("d-cert"), cert(c.cert_days));
-      drawTimeline(document.querySelector("#d-hour [data-role=timeline]"), c.timeline);
+      drawTimeline(document.querySelector("#d-hour svg.timeline"), c.timeline);
       const letter = { ok: "o", unknown: "x", degraded: "d", unhealthy: "u" };
-      drawTimeline(document.querySelector("#d-day [data-role=timeline]"), detail.quarters.buckets.map(function (b) {
+      drawTimeline(document.querySelector("#d-day svg.timeline"), detail.quarters.buckets.map(function (b) {
         return b && b.status ? letter[b.status] : "-";
       }).join(""));
       fill(document.querySelector("#d-transitions tbody"), detail.transitions.map(function (t) {
