@@ -149,21 +149,7 @@ def rendering() -> dict[str, float]:
         pass
 
     def html() -> str:
-        rows = sorted(view.rows(board, history), key=view.sort_key("state"))
-        means = {r.name: history.means(r.name, "1h") for r in rows}
-        return page.env.get_template("index.html").render(
-            signed_in=False,
-            overall=board.overall(),
-            rows=rows,
-            means=means,
-            filters=view.Filters.parse(Query()),
-            now=time.time(),
-            kinds=["http", "tcp"],
-            groups={},
-            states=["unhealthy", "degraded", "unknown", "ok"],
-            sorts=view.SORTS,
-            poll=5.0,
-        )
+        return page._index_html(view.Filters.parse(Query())).decode()
 
     return {
         "json_ms": timed(lambda: page._render()),
@@ -348,7 +334,8 @@ def report(mem: dict[str, float], render: dict[str, float], live: dict[str, Any]
         f"| `/status` with uptimes | | {render['status_ms_with_uptime']:.1f} | |",
         f"| `/status` without uptimes (as before) | | {render['status_ms_without']:.1f} | |",
         "",
-        "One rendering of the page's JSON is shared by every page that asks within 0.5 s.",
+        "One rendering of the page's JSON is shared by every page that asks within a second, and pages poll at "
+        "the same instants of the daemon's clock.",
         "",
         f"## 3. The daemon with {TARGETS_PAGE} targets and Chromium (interval 5 s: the page polls every 5 s)",
         "",

@@ -45,7 +45,7 @@ NONE, OK, UNKNOWN, DEGRADED, UNHEALTHY = 0, 1, 2, 3, 4
 CODE = {State.OK: OK, State.UNKNOWN: UNKNOWN, State.DEGRADED: DEGRADED, State.UNHEALTHY: UNHEALTHY}
 STATE_OF: dict[int, State | None] = {NONE: None, **{code: state for state, code in CODE.items()}}
 LETTERS = b"-oxdu"  # per code: none, ok, unknown (x), degraded, unhealthy: a timeline as text
-_TO_LETTER = bytes.maketrans(bytes(range(5)), LETTERS)
+_HIGH_LETTER = bytes(LETTERS[code >> 4] if code >> 4 < len(LETTERS) else LETTERS[0] for code in range(256))
 _REASONS: list[str | None] = [None]  # reason code -> reason; filled on first use (0 is none)
 
 
@@ -225,24 +225,26 @@ class Ring:
 
     def letters(self, slot: int, now: float) -> str:
         """The window's debounced states as one letter per bucket (``LETTERS``), oldest first."""
-        number, n = int(now // self.step), self.length
-        base, numbers = self._window(slot, now)
-        codes = bytearray(n)
-        for k, b in enumerate(range(number - n + 1, number + 1)):
-            if b in numbers:
-                codes[k] = self.state[base + b % n] >> 4
-        return codes.translate(_TO_LETTER).decode()
+        number, last, n = int(now // self.step), self.last[slot], self.length
+        if last < 0 or number - last >= n:
+            return "-" * n
+        base, start = slot * n, (number + 1) % n  # the window's oldest bucket sits at index ``start``
+        ring = self.state[base : base + n].tobytes()
+        text = (ring[start:] + ring[:start]).translate(_HIGH_LETTER).decode()
+        stale = max(0, number - last)  # buckets after the last write hold an older cycle's data
+        return text[: n - stale] + "-" * stale if stale else text
 
     def means(self, slot: int, now: float) -> list[float | None]:
         """The window's mean latency per bucket, seconds, oldest first."""
-        number, n = int(now // self.step), self.length
-        base, numbers = self._window(slot, now)
-        out: list[float | None] = [None] * n
-        for k, b in enumerate(range(number - n + 1, number + 1)):
-            i = base + b % n
-            if b in numbers and self.runs[i] and (self.total[i] > 0 or self.high[i] > 0):
-                out[k] = float(self.total[i]) / self.runs[i]
-        return out
+        number, last, n = int(now // self.step), self.last[slot], self.length
+        if last < 0 or number - last >= n:
+            return [None] * n
+        base, start = slot * n, (number + 1) % n
+        runs, total, high = (c[base : base + n] for c in (self.runs, self.total, self.high))
+        order = [*range(start, n), *range(start)]
+        out = [float(total[i]) / runs[i] if runs[i] and (total[i] or high[i]) else None for i in order]
+        stale = max(0, number - last)
+        return out[: n - stale] + [None] * stale if stale else out
 
 
 class Transitions:

@@ -46,7 +46,7 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
-SHARED_FOR = 0.5  # seconds one rendering of the page's JSON serves every page that asks meanwhile
+SHARED_FOR = 1.0  # seconds one rendering of the page's JSON serves every page that asks meanwhile
 STATIC = ("page.css", "page.js", "favicon.svg")
 
 
@@ -152,8 +152,9 @@ class Page:
     # --- HTML ------------------------------------------------------------------------------------------
 
     def _html(self, template: str, status: int = 200, **context: Any) -> web.Response:
-        settings = self.settings()
-        body = self.env.get_template(template).render(signed_in=login.mode(settings) == "token", **context)
+        """``signed_in`` (the log-out button) defaults to: the page needs a token, and this page is guarded."""
+        context.setdefault("signed_in", login.mode(self.settings()) == "token")
+        body = self.env.get_template(template).render(**context)
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
     async def index(self, request: web.Request) -> web.StreamResponse:
@@ -166,12 +167,10 @@ class Page:
     def _index_html(self, filters: view.Filters) -> bytes:
         now = time.time()
         rows = sorted(view.rows(self.board, self.history, now), key=view.sort_key(filters.sort))
-        means = {r.name: self.history.means(r.name, "1h", now) for r in rows}
         html = self.env.get_template("index.html").render(
             signed_in=login.mode(self.settings()) == "token",
             overall=self.board.overall(),
             rows=rows,
-            means=means,
             filters=filters,
             now=now,
             kinds=sorted({r.kind for r in rows}),
@@ -194,6 +193,8 @@ class Page:
             row=view.row(status, self.history, groups, now),
             detail=self._detail(name, now),
             day=self.history.letters(name, "24h", now),
+            hour_means=self.history.means(name, "1h", now),
+            day_means=self.history.means(name, "24h", now),
             now=now,
             poll=view.poll_seconds(self.board),
         )
@@ -330,7 +331,7 @@ class Page:
         if login.mode(settings) != "token":
             return _redirect("/")
         target = login.safe_next(request.query.get("next", "/"))
-        return self._headers(self._html("login.html", target=target, failed=False))
+        return self._headers(self._html("login.html", target=target, failed=False, signed_in=False))
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         settings = self.settings()
@@ -342,7 +343,7 @@ class Page:
         token, target = str(form.get("token", "")), login.safe_next(str(form.get("next", "/")))
         if not login.valid_token(settings, token):
             await asyncio.sleep(0.25)  # a guesser waits; the page stays fast for everyone else
-            return self._headers(self._html("login.html", target=target, failed=True))
+            return self._headers(self._html("login.html", target=target, failed=True, signed_in=False))
         response = _redirect(target)
         login.set_cookie(response, request, login.session(settings), login.SESSION_SECONDS)
         return self._headers(response)

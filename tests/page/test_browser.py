@@ -194,6 +194,24 @@ def test_axe_finds_no_serious_violation(browser: Any, daemon: Daemon) -> None:
         assert axe_violations(phone) == []
 
 
+def test_updates_pause_while_the_tab_is_hidden(browser: Any, daemon: Daemon) -> None:
+    """A hidden tab asks nothing of the daemon; showing it again updates at once."""
+    browser.get(daemon.url + "/")
+    polls = "return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/page')).length"
+    wait_for(lambda: browser.execute_script(polls) >= 1, 5, "the first update")
+    browser.execute_script(
+        "window.__hidden = true;"
+        "Object.defineProperty(document, 'hidden', {configurable: true, get: () => window.__hidden});"
+        "document.dispatchEvent(new Event('visibilitychange'));"
+    )
+    before = browser.execute_script(polls)
+    time.sleep(3.5)  # more than three intervals of 1 s
+    assert browser.execute_script(polls) == before
+    browser.execute_script("window.__hidden = false; document.dispatchEvent(new Event('visibilitychange'));")
+    wait_for(lambda: browser.execute_script(polls) > before, 1.0, "an update as soon as the tab shows")
+    assert console_errors(browser) == []
+
+
 def test_a_stopped_redis_turns_its_row_unhealthy_without_a_reload(browser: Any, daemon: Daemon, redis: Process) -> None:
     """Last in this module: it stops the shared Redis."""
     browser.get(daemon.url + "/")

@@ -8,6 +8,7 @@
   const WORDS = { "-": "none", o: "ok", x: "unknown", d: "degraded", u: "unhealthy" };
   const body = document.body;
   const poll = Math.max(1, parseFloat(body.dataset.poll || "15")) * 1000;
+  let skew = 0; // the daemon's clock minus this browser's, ms (from the JSON's "now")
 
   // --- words, as the server writes them (prober/page/view.py) --------------------------------------------
   function ago(at, now) {
@@ -124,8 +125,14 @@
     return response.json();
   }
 
-  // Polls at the page's interval while the tab is visible; a hidden tab costs the daemon nothing.
-  function every(task) {
+  // Polls at the page's interval while the tab is visible; a hidden tab costs the daemon nothing. Every
+  // page polls at the same instants of the daemon's clock (multiples of the interval), so the daemon renders
+  // once for all the pages open at a time (it shares one rendering for a second).
+  function nextDelay() {
+    const now = Date.now() + skew;
+    return Math.max(200, poll - (now % poll)) + Math.random() * 150;
+  }
+  function every(task, now) {
     let timer = null;
     async function tick() {
       timer = null;
@@ -135,13 +142,13 @@
       } catch (error) {
         if (String(error.message) !== "logged out") console.warn("prober page update failed:", error.message);
       }
-      if (!document.hidden && timer === null) timer = setTimeout(tick, poll);
+      if (!document.hidden && timer === null) timer = setTimeout(tick, nextDelay());
     }
     document.addEventListener("visibilitychange", function () {
       if (!document.hidden && timer === null) tick();
       if (document.hidden && timer !== null) { clearTimeout(timer); timer = null; }
     });
-    timer = setTimeout(tick, poll);
+    timer = setTimeout(tick, now ? 0 : nextDelay());
   }
 
   // --- the list of targets ----------------------------------------------------------------------------
@@ -261,6 +268,7 @@
       const minute = Math.floor(Date.now() / 60000);
       const spark = minute !== sparkMinute;
       const page = await getJSON("/api/page" + (spark ? "?spark=1" : ""));
+      skew = page.now * 1000 - Date.now();
       const names = Object.keys(page.rows);
       if (names.length !== rows.size || names.some(function (n) { return !rows.has(n); })) {
         location.reload(); // the config's targets changed: render the page afresh
@@ -287,7 +295,7 @@
 
     arrange();
     performance.mark("prober:ready"); // the rows are arranged and the controls work (bench/page.py reads it)
-    every(refresh);
+    every(refresh, true); // at once: the first update draws the sparklines
   }
 
   // --- one target ---------------------------------------------------------------------------------------
@@ -322,6 +330,7 @@
     const name = body.dataset.name;
     async function refresh() {
       const detail = await getJSON("/api/history/" + encodeURIComponent(name));
+      skew = detail.now * 1000 - Date.now();
       const c = detail.check;
       pill(document.querySelector("#d-state .pill"), c.state);
       document.title = name + ": " + c.state + " · prober";
@@ -338,6 +347,9 @@
       drawTimeline(document.querySelector("#d-day svg.timeline"), detail.quarters.buckets.map(function (b) {
         return b && b.status ? letter[b.status] : "-";
       }).join(""));
+      const mean = function (b) { return b && b.latency_ms.mean !== null ? b.latency_ms.mean : null; };
+      drawSpark(document.querySelector("#d-hour svg.spark"), detail.minutes.buckets.map(mean));
+      drawSpark(document.querySelector("#d-day svg.spark"), detail.quarters.buckets.map(mean));
       fill(document.querySelector("#d-transitions tbody"), detail.transitions.map(function (t) {
         return [clock(t.time), t.from + " → " + t.to, t.reason || "", t.message || ""];
       }), "No state change yet.", 4);
