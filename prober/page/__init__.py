@@ -48,6 +48,7 @@ HEADERS = {
 }
 SHARED_FOR = 1.0  # seconds one rendering of the page's JSON serves every page that asks meanwhile
 STATIC = ("page.css", "page.js", "favicon.svg")
+FIRST_ROWS = 250  # rows in the HTML of /; page.js adds the others from the page's JSON (?all=1: all of them)
 
 
 def _environment() -> jinja2.Environment:
@@ -101,6 +102,7 @@ class Page:
         self.env = _environment()
         self.static = Static()
         self.env.globals["static"] = self.static.urls
+        self.first_rows = FIRST_ROWS
         self._cache: dict[str, tuple[float, bytes]] = {}
         self._rendering: dict[str, asyncio.Task[bytes]] = {}
 
@@ -159,15 +161,22 @@ class Page:
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         filters = view.Filters.parse(request.query)
+        limit = None if request.query.get("all") == "1" else self.first_rows
         # rendered in a worker thread: thousands of rows take a fraction of a second, which the event loop
         # (and so every probe run) must not wait for
-        body = await asyncio.to_thread(self._index_html, filters)
+        body = await asyncio.to_thread(self._index_html, filters, limit)
         return web.Response(body=body, content_type="text/html", charset="utf-8")
 
-    def _index_html(self, filters: view.Filters) -> bytes:
+    def _index_html(self, filters: view.Filters, limit: int | None = None) -> bytes:
+        """The page with its first ``limit`` rows (those the filters keep first, in the chosen order): with
+        thousands of targets, the browser shows the first screen at once and page.js adds the rest."""
         now = time.time()
-        rows = sorted(view.rows(self.board, self.history, now), key=view.sort_key(filters.sort))
+        order = view.sort_key(filters.sort)
+        rows = sorted(view.rows(self.board, self.history, now), key=lambda r: (not filters.keeps(r), order(r)))
         html = self.env.get_template("index.html").render(
+            total=len(rows),
+            first=rows if limit is None else rows[:limit],
+            all_url="/?" + urlencode({**{k: v for k, v in vars_of(filters).items() if v}, "all": "1"}),
             signed_in=login.mode(self.settings()) == "token",
             overall=self.board.overall(),
             rows=rows,
@@ -354,6 +363,10 @@ class Page:
         response = _redirect("/login" if login.mode(self.settings()) == "token" else "/")
         response.del_cookie(login.COOKIE, path="/")
         return self._headers(response)
+
+
+def vars_of(filters: view.Filters) -> dict[str, str]:
+    return {"state": filters.state, "kind": filters.kind, "group": filters.group, "sort": filters.sort}
 
 
 def _redirect(location: str) -> web.Response:

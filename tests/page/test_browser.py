@@ -264,3 +264,43 @@ def test_a_person_logs_in_with_the_token(peers: Peers, redis: Process, tmp_path:
             assert "/login" in driver.current_url
     finally:
         running.stop()
+
+
+def test_with_many_targets_the_script_adds_the_rows_the_first_render_left_out(
+    peers: Peers, tmp_path: Path
+) -> None:
+    """The HTML carries the first 250 rows (unhealthy first); page.js builds the others from the JSON, each
+    like a server-rendered row, and the filters apply to them."""
+    lines = ["defaults: {interval: 5s, timeout: 1s}", "targets:"]
+    lines.append(f"  - {{name: web, kind: http, url: '{peers.url('/nest/ok')}', body_status_field: status}}")
+    lines += [
+        f"  - {{name: t{i:03d}, kind: tcp, critical: false, address: '{peers.address('closed')}'}}" for i in range(300)
+    ]
+    (tmp_path / "prober.yaml").write_text("\n".join(lines) + "\n")
+    running = Daemon(tmp_path / "prober.yaml")
+    try:
+        running.wait_until(lambda: running.get("/readyz")[0] == 200, what="first results")
+        html = running.get("/")[1].decode()
+        assert html.count("<tr id=") == 250 and "51 more targets" in html
+        assert running.get("/?all=1")[1].decode().count("<tr id=") == 301
+        with chromium() as driver:
+            driver.get(running.url + "/")
+            wait_for(lambda: len(rows(driver)) == 301, 5, "every row")
+            shown = rows(driver)
+            assert shown["web"] == "ok" and {shown[f"t{i:03d}"] for i in range(300)} == {"unhealthy"}
+            assert order_of(driver)[-1] == "web"  # the ok row, built by the script, sorted last
+            shape = (
+                "return [...arguments[0].querySelectorAll('*')].map(e => e.tagName.toLowerCase() + '.' +"
+                " (e.getAttribute('class') || '')).join(' ')"
+            )
+            served = driver.execute_script(shape, driver.find_element("id", "t-t000"))
+            built = driver.execute_script(shape, driver.find_element("id", "t-t299"))
+            assert served == built  # the same cells, classes and shapes
+            assert driver.find_elements("id", "more") == []
+            from selenium.webdriver.support.ui import Select
+
+            Select(driver.find_element("id", "f-state")).select_by_value("ok")
+            assert set(rows(driver)) == {"web"}
+            assert console_errors(driver) == []
+    finally:
+        running.stop()

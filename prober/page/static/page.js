@@ -264,16 +264,87 @@
       }
     }
 
+    function cell(className) {
+      const td = document.createElement("td");
+      if (className) td.className = className;
+      return td;
+    }
+    function svg(className, box, label) {
+      const element = document.createElementNS(SVG, "svg");
+      element.setAttribute("class", className);
+      element.setAttribute("viewBox", box);
+      element.setAttribute("preserveAspectRatio", "none");
+      element.setAttribute("role", "img");
+      element.setAttribute("aria-label", label);
+      return element;
+    }
+    // a row as templates/index.html writes it, for the targets the first render left out
+    function buildRow(name, r, now) {
+      const tr = document.createElement("tr");
+      tr.id = "t-" + name;
+      tr.dataset.name = name;
+      tr.dataset.kind = r.kind;
+      tr.dataset.groups = r.groups.join(" ");
+      tr.dataset.critical = String(r.critical);
+      const state = cell();
+      state.append(newPill(r.state));
+      const th = document.createElement("th");
+      th.scope = "row";
+      const link = document.createElement("a");
+      link.href = "/target/" + encodeURIComponent(name);
+      link.textContent = name;
+      const crit = document.createElement("span");
+      crit.className = "crit";
+      crit.textContent = r.critical ? "critical" : "optional";
+      th.append(link, " ", crit);
+      const kind = cell();
+      kind.textContent = r.kind;
+      const message = cell("msg");
+      const reason = document.createElement("b");
+      reason.className = "reason";
+      const text = document.createElement("span");
+      text.className = "message";
+      message.append(reason, " ", text);
+      const success = cell();
+      const time = document.createElement("time");
+      time.className = "success";
+      success.append(time);
+      const graphs = cell("graphs");
+      const timeline = svg("timeline", "0 0 60 10", "state over the last hour");
+      timeline.dataset.step = "min";
+      const spark = svg("spark", "0 0 59 20", "latency over the last hour");
+      spark.append(document.createElementNS(SVG, "polyline"));
+      graphs.append(timeline, spark);
+      tr.append(state, th, kind, message, cell("num lat"), success, cell("num up1"), cell("num up24"), graphs, cell("cert"));
+      update(tr, r, now);
+      return tr;
+    }
+
     async function refresh() {
       const minute = Math.floor(Date.now() / 60000);
       const spark = minute !== sparkMinute;
       const page = await getJSON("/api/page" + (spark ? "?spark=1" : ""));
       skew = page.now * 1000 - Date.now();
       const names = Object.keys(page.rows);
-      if (names.length !== rows.size || names.some(function (n) { return !rows.has(n); })) {
-        location.reload(); // the config's targets changed: render the page afresh
-        return;
+      // rows the first render left out (it sends the first FIRST_ROWS) or a reload added: built here, a few
+      // hundred at a time so the page stays responsive; rows of targets a reload removed: dropped
+      const missing = names.filter(function (n) { return !rows.has(n); });
+      for (let i = 0; i < missing.length; i += 250) {
+        const fragment = document.createDocumentFragment();
+        missing.slice(i, i + 250).forEach(function (n) {
+          const tr = buildRow(n, page.rows[n], page.now);
+          tr.hidden = true; // arrange() shows it where it belongs
+          rows.set(n, tr);
+          fragment.append(tr);
+        });
+        tbody.append(fragment);
+        if (i + 250 < missing.length) await new Promise(function (done) { setTimeout(done, 0); });
       }
+      rows.forEach(function (tr, n) {
+        if (!(n in page.rows)) { tr.remove(); rows.delete(n); data.delete(n); }
+      });
+      const more = document.getElementById("more");
+      if (more) more.remove(); // every row is in the table now
       pill(document.querySelector(".overall .pill"), page.overall);
       document.title = page.overall + " · prober";
       document.querySelectorAll(".groups li").forEach(function (li) {
