@@ -13,24 +13,26 @@ triggers a probe.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import importlib.resources
 import json
 import mimetypes
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import jinja2
 from aiohttp import web
-from markupsafe import Markup
 
 from prober import __version__
 from prober.history import History
 from prober.models import ServerConfig
 from prober.page import badges, login, svg, view
 from prober.status import Board, State
+
+if TYPE_CHECKING:
+    import jinja2
 
 Settings = Callable[[], ServerConfig]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -51,7 +53,11 @@ STATIC = ("page.css", "page.js", "favicon.svg")
 FIRST_ROWS = 250  # rows in the HTML of /; page.js adds the others from the page's JSON (?all=1: all of them)
 
 
-def _environment() -> jinja2.Environment:
+def _environment(static: dict[str, str]) -> jinja2.Environment:
+    """Jinja2, loaded when the page is first asked for: a sidecar whose page nobody opens does not carry it."""
+    import jinja2
+    from markupsafe import Markup
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("prober.page", "templates"),
         autoescape=True,  # every {{ }} is escaped, in the HTML and in the badge SVG
@@ -74,6 +80,7 @@ def _environment() -> jinja2.Environment:
             for extra in ("", " big", " small")
         },
         version=__version__,
+        static=static,
     )
     return env
 
@@ -99,12 +106,14 @@ class Page:
         self.fallback = fallback  # what / answers with server.ui: off
         self.history = history
         self.settings = settings
-        self.env = _environment()
         self.static = Static()
-        self.env.globals["static"] = self.static.urls
         self.first_rows = FIRST_ROWS
         self._cache: dict[str, tuple[float, bytes]] = {}
         self._rendering: dict[str, asyncio.Task[bytes]] = {}
+
+    @functools.cached_property
+    def env(self) -> jinja2.Environment:
+        return _environment(self.static.urls)
 
     # --- access ----------------------------------------------------------------------------------------
 
