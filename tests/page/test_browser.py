@@ -266,9 +266,7 @@ def test_a_person_logs_in_with_the_token(peers: Peers, redis: Process, tmp_path:
         running.stop()
 
 
-def test_with_many_targets_the_script_adds_the_rows_the_first_render_left_out(
-    peers: Peers, tmp_path: Path
-) -> None:
+def test_with_many_targets_the_script_adds_the_rows_the_first_render_left_out(peers: Peers, tmp_path: Path) -> None:
     """The HTML carries the first 250 rows (unhealthy first); page.js builds the others from the JSON, each
     like a server-rendered row, and the filters apply to them."""
     lines = ["defaults: {interval: 5s, timeout: 1s}", "targets:"]
