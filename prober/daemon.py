@@ -19,6 +19,7 @@ from typing import Any
 from prober import config as config_module
 from prober.config import Config
 from prober.errors import ConfigError
+from prober.history import History
 from prober.logs import Throttled
 from prober.metrics import LAG_BUCKETS, make_registry
 from prober.models import split_address
@@ -55,6 +56,7 @@ class Daemon:
         self.environ = dict(os.environ if environ is None else environ)
         self.listen_override = listen
         self.board = Board(LAG_BUCKETS)
+        self.history = History()  # recent runs and transitions for the page and the uptimes (memory only)
         self.ctx = ProbeContext()
         self.config: Config | None = None
         self.scheduler: Scheduler | None = None
@@ -202,9 +204,9 @@ class Daemon:
         _raise_fd_limit()
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._on_loop_error)
-        self.scheduler = Scheduler(self.board, self.ctx, config.max_concurrency)
+        self.scheduler = Scheduler(self.board, self.ctx, config.max_concurrency, self.history)
         registry = make_registry(self.board)
-        self.api = Api(self.board, registry, config.server, self.reload, self.liveness)
+        self.api = Api(self.board, registry, config.server, self.reload, self.liveness, self.history)
         self._adopt(config)
         host, port = split_address(self.listen_override or config.server.listen)
         try:

@@ -3,8 +3,9 @@
 It starts, on loopback, an HTTP application with the health endpoints real frameworks serve (NestJS
 style JSON, Spring's ``{"status":"UP"}``, plain text, one that reports itself degraded) and a TLS
 endpoint whose certificate expires in 5 days, writes a config probing them plus an optional cache
-that is down, and runs the daemon on it. Within seconds ``/status`` shows ok, degraded and unhealthy
-targets and an overall ``degraded``.
+that is down, and runs the daemon on it. Within seconds the status page (``/``, whose address it prints)
+and ``/status`` show ok, degraded and unhealthy targets, two health groups, the components the health
+bodies report, and an overall ``degraded``.
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def _config(app_port: int, tls_port: int, closed_port: int, cert_dir: Path) -> s
 defaults:
   interval: 5s
   timeout: 2s
+groups:
+  live: [app-live]
+  ready: [app-ready, spring-health, critical:true]
 targets:
   - name: app-live
     kind: http
@@ -131,16 +135,19 @@ targets:
     kind: http
     url: {base}/api/health/ready
     body_status_field: status
+    components: auto
     degraded_latency: 300ms
   - name: spring-health
     kind: http
     url: {base}/actuator/health
     body_status_field: status
+    components: auto
   - name: reports
     kind: http
     critical: false
     url: {base}/reports/health
     body_status_field: status
+    components: auto
   - name: site-cert
     kind: tls
     address: 127.0.0.1:{tls_port}
@@ -164,7 +171,9 @@ async def _demo(listen: str) -> int:
         path = work / "prober.yaml"
         path.write_text(_config(app_port, tls_port, closed_port, work))
         log.info("demo: sample application on http://127.0.0.1:%d, TLS endpoint on 127.0.0.1:%d", app_port, tls_port)
-        log.info("demo: try  curl -s http://%s/status  and  curl -s http://%s/metrics", listen, listen)
+        page = "http://" + listen.replace("0.0.0.0", "127.0.0.1", 1) + "/"
+        log.info("demo: the status page is at %s  (JSON: %sstatus, metrics: %smetrics)", page, page, page)
+        print(f"prober demo: open {page} in a browser", flush=True)
         try:
             config = load_file(str(path))
         except ConfigError as exc:  # pragma: no cover - the demo config is ours

@@ -7,7 +7,7 @@ import functools
 import re
 from abc import abstractmethod
 from collections.abc import Collection
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     StringConstraints,
+    model_validator,
 )
 
 from prober.conditions import Conditions, Projection, projection
@@ -203,6 +204,14 @@ class ServerConfig(Strict):
     max_renders: Annotated[int, Field(ge=1, le=64, strict=True)] = 2
     render_reuse: Duration = 1.0
     render_timeout: Duration = 10.0
+    # the status page, its JSON and the badges: public, token (the default with a bearer token) or off
+    ui: Literal["public", "token", "off"] | None = None
+
+    @model_validator(mode="after")
+    def _ui_token_needs_a_token(self) -> ServerConfig:
+        if self.ui == "token" and self.bearer_token is None:
+            raise ValueError("ui: token needs server.bearer_token_file (the token people enter to see the page)")
+        return self
 
 
 def _check_bucket_list(value: Any) -> Any:

@@ -19,6 +19,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from prober.history import History
 from prober.models import TargetBase
 from prober.probes import ProbeContext
 from prober.runner import run_probe
@@ -59,8 +60,9 @@ def log_change(status: TargetStatus, before: str, result: Result) -> None:
 
 
 class Scheduler:
-    def __init__(self, board: Board, ctx: ProbeContext, max_concurrency: int) -> None:
+    def __init__(self, board: Board, ctx: ProbeContext, max_concurrency: int, history: History | None = None) -> None:
         self.board = board
+        self.history = history  # each run's outcome is recorded there too (the page's history, uptimes)
         self.ctx = ctx
         self._gate = asyncio.Semaphore(max_concurrency)
         self._max_concurrency = max_concurrency
@@ -94,6 +96,8 @@ class Scheduler:
         wanted = {t.name: t for t in targets}
         self.board.apply(targets, start_periods=True)
         self.ctx.retain(targets)  # a removed or changed target forgets its previous runs
+        if self.history is not None:
+            self.history.apply(targets)
         for name in self._targets.keys() - wanted.keys():
             self._aps.remove_job(name)
             self._anchors.pop(name, None)
@@ -160,6 +164,8 @@ class Scheduler:
         before_state = status.state
         before_reason = status.last.reason if status.last else None
         status.record(result, target.failure_threshold, target.success_threshold)
+        if self.history is not None:
+            self.history.record(target.name, result, status.state, before_state, status.last_run)
         if result.reason is Reason.INTERNAL and before_reason is not Reason.INTERNAL:
             log.error(
                 "target=%s kind=%s internal error in the probe (a bug of the prober)",

@@ -32,9 +32,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from prober import __version__
+from prober.history import History
 from prober.logs import Throttled
 from prober.metrics import render
 from prober.models import ServerConfig
+from prober.page import add_routes
 from prober.redact import REDACTOR
 from prober.status import Board, State, TargetStatus
 
@@ -56,7 +58,7 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def check_json(status: TargetStatus) -> dict[str, Any]:
+def check_json(status: TargetStatus, history: History | None = None) -> dict[str, Any]:
     last = status.last
     check = {
         "status": status.state.value,
@@ -69,13 +71,15 @@ def check_json(status: TargetStatus) -> dict[str, Any]:
         "last_success": iso(status.last_success),
         "last_run": iso(status.last_run),
         "details": last.details if last else {},
+        "uptime_1h": history.uptime(status.name, "1h") if history is not None else None,
+        "uptime_24h": history.uptime(status.name, "24h") if history is not None else None,
     }
     if last is not None and last.components:
         check["components"] = {name: component.as_json() for name, component in last.components.items()}
     return check
 
 
-def status_json(board: Board, group: str | None = None) -> dict[str, Any]:
+def status_json(board: Board, group: str | None = None, history: History | None = None) -> dict[str, Any]:
     """The whole's state and every check; with ``group``, that health group's state and its checks only."""
     now = time.time()
     targets = board.members(group) if group is not None else list(board.targets.values())
@@ -92,7 +96,7 @@ def status_json(board: Board, group: str | None = None) -> dict[str, Any]:
             name: {"status": board.group_state(name).value, "targets": [t.name for t in board.members(name)]}
             for name in board.groups
         }
-    body["checks"] = {t.name: check_json(t) for t in targets}
+    body["checks"] = {t.name: check_json(t, history) for t in targets}
     return body
 
 
@@ -100,9 +104,9 @@ def http_status(state: State) -> int:
     return 200 if state in (State.OK, State.DEGRADED) else 503
 
 
-def status_body(board: Board, group: str | None = None) -> tuple[int, bytes]:
+def status_body(board: Board, group: str | None = None, history: History | None = None) -> tuple[int, bytes]:
     """The /status (or /status/<group>) answer: its HTTP status and JSON body (rendered in a worker thread)."""
-    body = status_json(board, group)
+    body = status_json(board, group, history)
     return http_status(State(body["status"])), json.dumps(body).encode()
 
 
@@ -284,9 +288,16 @@ class ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 class Api:
     def __init__(
-        self, board: Board, registry: CollectorRegistry, settings: ServerConfig, reload: Reload, liveness: Liveness
+        self,
+        board: Board,
+        registry: CollectorRegistry,
+        settings: ServerConfig,
+        reload: Reload,
+        liveness: Liveness,
+        history: History | None = None,
     ) -> None:
         self.board = board
+        self.history = History() if history is None else history  # the page's and the uptimes' source
         self.registry = registry
         self.settings = settings
         self._reload = reload
@@ -308,7 +319,8 @@ class Api:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._busy, self._auth], client_max_size=65536)
-        app.router.add_get("/", self.index)
+        # the status page: /, /target/<name>, /api/page, /api/history/<name>, /badge/..., /login (prober/page)
+        self.page = add_routes(app, self.board, self.history, lambda: self.settings, fallback=self.index)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/status", self.status)
         app.router.add_get("/status/{group}", self.group_status)
@@ -365,7 +377,8 @@ class Api:
         return await self._answer(request, kind, make, content_type)
 
     async def status(self, request: web.Request) -> web.StreamResponse:
-        return await self._answer(request, "status", lambda: status_body(self.board), "application/json")
+        make = lambda: status_body(self.board, history=self.history)  # noqa: E731
+        return await self._answer(request, "status", make, "application/json")
 
     @staticmethod
     def _busy_answer(why: str) -> web.Response:
@@ -441,7 +454,7 @@ class Api:
         if group not in self.board.groups:
             known = sorted(self.board.groups)
             return web.json_response({"error": f"no health group {group!r}", "groups": known}, status=404)
-        make = lambda: status_body(self.board, group)  # noqa: E731
+        make = lambda: status_body(self.board, group, self.history)  # noqa: E731
         return await self._answer(request, f"status:{group}", make, "application/json")
 
     async def healthz(self, _request: web.Request) -> web.Response:

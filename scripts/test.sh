@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the tests need, then runs ruff, mypy and pytest.
 # As root it installs the Debian servers the tests start (PostgreSQL, Redis, ClickHouse, Prometheus,
-# Alertmanager, blackbox_exporter, nginx, dnsmasq); otherwise it expects them installed.
+# Alertmanager, blackbox_exporter, nginx, dnsmasq) and Chromium with its WebDriver (the status page's browser
+# tests); otherwise it expects them installed. axe-core comes from npm, pinned by .ci/npm/package-lock.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(postgresql redis-server redis-sentinel clickhouse-server clickhouse-client
-  prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx-light dnsmasq-base systemd)
+  prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx-light dnsmasq-base systemd chromium
+  chromium-driver)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -26,6 +28,11 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev,uvloop]' -r .ci/requirements-test.txt
+if command -v npm >/dev/null; then
+  npm ci --prefix .ci/npm --no-audit --no-fund --silent
+else
+  echo "npm is missing: the accessibility test (axe-core) will fail in CI" >&2
+fi
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

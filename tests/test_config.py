@@ -33,6 +33,7 @@ EXPECTED: dict[str, str] = {
     "equal to 599",
     "bad-header.yaml": ":5: targets[0] 'api' (http): headers: 'X-Api Key' is not a valid header name",
     "bad-listen.yaml": ":2: server.listen: Input should be a valid string",
+    "ui-token-without-token.yaml": ":1: server: ui: token needs server.bearer_token_file",
     "bad-max-concurrency.yaml": ":1: max_concurrency: expected a positive whole number, got 'lots'",
     "bad-name.yaml": ":2: targets[0] 'Api Ready' (tcp): name: use lower-case letters, digits, '_', '.' and '-' only",
     "bad-threshold.yaml": ":2: defaults.failure_threshold: Input should be greater than 0",

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.deploy.stack import SHORTEN_FOR, Prober, render_alerts
-from tests.helpers import ROOT, free_port, require
+from tests.helpers import ROOT, free_port, require, wait_for_port
 
 DEPLOY = ROOT / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -246,6 +246,37 @@ def test_dockerfile_install_step_yields_a_working_prober(tmp_path: Path) -> None
         daemon.stop()
     dead = run(str(prober), "healthcheck", "--url", f"http://127.0.0.1:{free_port()}/healthz")
     assert dead.returncode == 1
+    assert_the_installed_page_is_served(prober, tmp_path)
+
+
+def assert_the_installed_page_is_served(prober: Path, tmp_path: Path) -> None:
+    """The wheel carries the status page's templates and static files (package data): the installed daemon,
+    run from a directory without the source, serves the page and every asset it links."""
+    import urllib.request
+
+    port = free_port()
+    config = tmp_path / "page.yaml"
+    config.write_text(
+        f"server: {{listen: '127.0.0.1:{port}'}}\ntargets:\n  - {{name: self, kind: tcp, address: '127.0.0.1:1'}}\n"
+    )
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    daemon = subprocess.Popen(
+        [str(prober), "run", "-c", str(config)], cwd=empty, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for_port(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
+            html = answer.read().decode()
+        assert 'data-name="self"' in html
+        assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+        assert len(assets) == 3, assets  # favicon, stylesheet, script
+        for asset in assets:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{asset}", timeout=10) as answer:
+                assert answer.status == 200 and answer.read()
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
 
 
 # --- Compose ------------------------------------------------------------------------------------

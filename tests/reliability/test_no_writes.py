@@ -52,6 +52,8 @@ def test_daemon_writes_nothing(peers: Peers, tmp_path: Path) -> None:
         daemon.signal(signal.SIGHUP)
         daemon.get("/metrics")
         daemon.get("/status")
+        for page in ("/", "/target/web", "/api/page?spark=1", "/api/history/web", "/badge/web.svg"):
+            assert daemon.get(page)[0] == 200, page  # the status page renders from memory and the package
         # the daemon's only open file for writing would be its log, which the test gave it as stdout
         assert [f for f in written_files(daemon.process.pid) if f != str(daemon.log_path)] == []
     finally:

@@ -140,7 +140,11 @@ async def test_a_render_that_takes_too_long_is_a_503_not_a_queue() -> None:
         gate.set()
         assert {status for status, _ in answers} == {503}
         assert api.board.http_events["body_rendered"] == 1  # twenty waiting requests, one render
-        assert api.board.http_events["render_wait_timeout"] == 20
+        # each refusal counted with its cause: most waited for the render; on a loaded machine some time out
+        # waiting for their turn to be sent first
+        events = api.board.http_events
+        refused = events["render_wait_timeout"] + events.get("send_wait_timeout", 0) + events.get("send_queue_full", 0)
+        assert refused == 20 and events["render_wait_timeout"] >= 1, events
 
 
 async def test_clients_that_never_read_hold_no_copy_of_the_body_and_are_dropped() -> None:
