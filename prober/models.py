@@ -18,7 +18,6 @@ from pydantic import (
     Field,
     PlainSerializer,
     PositiveInt,
-    PrivateAttr,
     SecretStr,
     StringConstraints,
     model_validator,
@@ -139,20 +138,24 @@ class TargetBase(Timing):
     critical: bool = True
     unhealthy_if: Conditions = Field(default_factory=list)
     degraded_if: Conditions = Field(default_factory=list)
-    _reach: Projection = PrivateAttr(default_factory=dict)
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._reach = projection((*self.unhealthy_if, *self.degraded_if))
-
-    @property
-    def condition_names(self) -> Collection[str]:
-        """The observations the target's conditions read (a kind reads a body only when asked)."""
-        return self._reach.keys()
-
-    @property
+    # Worked out once per target, on first use, and kept in the instance's __dict__ (a target never changes;
+    # a reload makes new ones). Not pydantic private attributes: reading one goes through BaseModel.__getattr__,
+    # 1.4 us a time, which a run paid several times (bench/RESULTS.md, "Cost of the features").
+    @functools.cached_property
     def condition_reach(self) -> Projection:
         """What of each observation the conditions can reach (see :func:`prober.conditions.projection`)."""
-        return self._reach
+        return projection((*self.unhealthy_if, *self.degraded_if))
+
+    @functools.cached_property
+    def condition_names(self) -> Collection[str]:
+        """The observations the target's conditions read (a kind reads a body only when asked)."""
+        return self.condition_reach.keys()
+
+    @functools.cached_property
+    def redacted(self) -> tuple[str, ...]:
+        """The secrets a run masks in what it reports: three characters or more, longest first."""
+        return tuple(sorted((s for s in self.secrets() if len(s) >= 3), key=len, reverse=True))
 
     def secrets(self) -> list[str]:
         """Every secret value this target holds (secret fields, URL passwords and the values of URL query

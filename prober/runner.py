@@ -31,7 +31,7 @@ class _Masked:
     run started elsewhere, as in the tests, may not have told it)."""
 
     def __init__(self, target: TargetBase) -> None:
-        self.secrets = sorted((s for s in target.secrets() if len(s) >= 3), key=len, reverse=True)
+        self.secrets = target.redacted
 
     def text(self, text: str) -> str:
         text = REDACTOR(text)
@@ -77,7 +77,7 @@ async def run_probe(target: TargetBase, ctx: ProbeContext) -> Result:
     budget = Budget(kind.byte_budget)  # what the peers of this run may send (prober/probes/_budget.py)
     token = BUDGET.set(budget)
     mask = _Masked(target)
-    secrets_token = RUN_SECRETS.set(tuple(mask.secrets))  # masked before any cut, inside the kind too
+    secrets_token = RUN_SECRETS.set(mask.secrets)  # masked before any cut, inside the kind too
     started = time.perf_counter()
     try:
         async with asyncio.timeout(target.timeout):

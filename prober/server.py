@@ -184,6 +184,16 @@ class Renders:
             del self._flights[kind]
         if generation == self._generation and not flight.cancelled() and flight.exception() is None:
             self._fresh[kind] = (started, flight.result())
+            asyncio.get_running_loop().call_later(self.reuse, self._expire, kind)
+
+    def _expire(self, kind: str) -> None:
+        """Let a body go once it is past reuse and nobody is sending it: a /metrics body of 10,000 targets
+        is 16 MB, not worth keeping between scrapes 15 s apart."""
+        fresh = self._fresh.get(kind)
+        if fresh is None or self._held.get(kind):
+            return
+        if asyncio.get_running_loop().time() - fresh[0] >= self.reuse:
+            del self._fresh[kind]
 
     def hold(self, kind: str, body: bytes) -> None:
         held = self._held.setdefault(kind, {})
@@ -196,6 +206,8 @@ class Renders:
             held[id(body)] = left
         else:
             held.pop(id(body), None)
+            if not held:
+                self._expire(kind)
 
 
 class Pace:

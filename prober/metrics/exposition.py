@@ -169,11 +169,16 @@ class _Numbers(dict[float, str]):
         return repr(value) if type(value) is float and -1e6 < value < 1e6 else self[value]
 
 
-class _Escaped(dict[str, str]):
-    """Label values escaped once per distinct value in a scrape (phase names, roles, versions repeat)."""
+class _LabelText(dict[str, str]):
+    """``name="value"`` with the value escaped, once per distinct value in a scrape (phase names, reasons,
+    roles, versions repeat)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
 
     def __missing__(self, value: str) -> str:
-        text = self[value] = _esc(value)
+        text = self[value] = f'{self.name}="{_esc(value)}"'
         return text
 
 
@@ -187,12 +192,16 @@ class _Row:
     both: str
 
 
-def _layout(family: Family) -> tuple[str | int, ...]:
-    """The order of a family's labels in the output (sorted by name, as prometheus_client writes them):
-    ``"kind"``/``"target"`` for the row's own text, an index into the sample's label values otherwise."""
-    order: list[tuple[str, str | int]] = [("kind", "kind"), ("target", "target")]
-    order += [(name, index) for index, name in enumerate(family.labels)]
-    return tuple(slot for _, slot in sorted(order))
+def _layout(family: Family) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Where a family's own labels go among ``kind`` and ``target`` (labels are sorted by name, as
+    prometheus_client writes them): the indexes of those before ``kind``, between the two, and after
+    ``target``."""
+    ordered = sorted(range(len(family.labels)), key=lambda index: family.labels[index])
+    return (
+        tuple(i for i in ordered if family.labels[i] < "kind"),
+        tuple(i for i in ordered if "kind" < family.labels[i] < "target"),
+        tuple(i for i in ordered if family.labels[i] > "target"),
+    )
 
 
 def _single(family: Family, rows: list[_Row], num: _Numbers, add: Callable[[str], None]) -> None:
@@ -206,20 +215,35 @@ def _single(family: Family, rows: list[_Row], num: _Numbers, add: Callable[[str]
 
 
 def _labelled(family: Family, rows: list[_Row], num: _Numbers, add: Callable[[str], None]) -> None:
+    """Families with labels of their own. Most have one label: its line is a single f-string (this runs
+    once per sample, tens of thousands of times a scrape); several labels are joined in their order."""
     assert family.samples is not None
-    samples_of, name, layout = family.samples, family.sample_name, _layout(family)
-    escaped = [_Escaped() for _ in family.labels]
+    samples_of, name = family.samples, family.sample_name
+    texts = [_LabelText(label) for label in family.labels]
     text = num.once if family.varies else num.__getitem__
+    before, middle, after = _layout(family)
+    if len(texts) == 1:
+        one = texts[0]
+        if before:
+            for row in rows:
+                for labels, value in samples_of(row.status):
+                    add(f"{name}{{{one[labels[0]]},{row.both}}} {text(value)}\n")
+        elif middle:
+            for row in rows:
+                for labels, value in samples_of(row.status):
+                    add(f"{name}{{{row.kind},{one[labels[0]]},{row.target}}} {text(value)}\n")
+        else:
+            for row in rows:
+                for labels, value in samples_of(row.status):
+                    add(f"{name}{{{row.both},{one[labels[0]]}}} {text(value)}\n")
+        return
     for row in rows:
         for labels, value in samples_of(row.status):
-            parts = [
-                row.kind
-                if slot == "kind"
-                else row.target
-                if slot == "target"
-                else f'{family.labels[slot]}="{escaped[slot][labels[slot]]}"'  # type: ignore[index]
-                for slot in layout
-            ]
+            parts = [texts[i][labels[i]] for i in before]
+            parts.append(row.kind)
+            parts += [texts[i][labels[i]] for i in middle]
+            parts.append(row.target)
+            parts += [texts[i][labels[i]] for i in after]
             add(f"{name}{{{','.join(parts)}}} {text(value)}\n")
 
 
@@ -268,12 +292,26 @@ def _header(family: Family, openmetrics: bool) -> str:
     return header
 
 
+def _read(rows: list[_Row]) -> set[str]:
+    """The gauge and series keys some target's last result has (see ``Family.reads``)."""
+    found: set[str] = set()
+    for row in rows:
+        last = row.status.last
+        if last is not None and (last.gauges or last.series):
+            found.update(last.gauges)
+            found.update(last.series)
+    return found
+
+
 def _pieces(collector: ProberCollector, openmetrics: bool) -> Iterator[str]:
     """The collector's exposition in pieces of at most ``CHUNK`` targets of one family."""
     num = _Numbers()
     rows = collector.rows()
+    present = _read(rows)
     for family in TARGET_FAMILIES:
         yield _header(family, openmetrics)
+        if family.reads and family.reads not in present:
+            continue
         for start in range(0, len(rows), CHUNK):
             yield "".join(_lines(family, rows[start : start + CHUNK], num))
     yield encode(collector.daemon_metrics(), openmetrics)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from prober import __version__
-from prober.status import STATES, Board, Histogram, TargetStatus
+from prober.status import STATES, Board, Histogram, State, TargetStatus
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -62,6 +62,9 @@ class Family:
     labels: tuple[str, ...] = ()  # besides target and kind
     unit: str = ""
     varies: bool = False  # values differ per target and run (latencies): not worth remembering per scrape
+    # the key of a result's ``gauges`` or ``series`` this family reads, if any: most kinds set none of them,
+    # so the fast renderer looks for the keys once per scrape and skips a family no target has
+    reads: str = ""
 
     @property
     def sample_name(self) -> str:
@@ -89,11 +92,6 @@ class DaemonFamily:
     unit: str = ""
 
 
-def _last(check: Callable[[TargetStatus], float | None]) -> Callable[[TargetStatus], float | None]:
-    """A value that exists only once the target has a result."""
-    return lambda t: None if t.last is None else check(t)
-
-
 def _one(value: float | None) -> Iterable[Sample]:
     return () if value is None else (((), value),)
 
@@ -102,8 +100,14 @@ def _flag(condition: bool) -> float:
     return 1.0 if condition else 0.0
 
 
+# one state's samples, made once: this family has five lines per target, the most of any
+_STATUS_SAMPLES: dict[State, tuple[Sample, ...]] = {
+    current: tuple(((state.value,), _flag(current is state)) for state in STATES) for current in STATES
+}
+
+
 def _status(t: TargetStatus) -> Iterable[Sample]:
-    return [((state.value,), _flag(t.state is state)) for state in STATES]
+    return _STATUS_SAMPLES[t.state]
 
 
 def _phases(t: TargetStatus) -> Iterable[Sample]:
@@ -147,7 +151,7 @@ TARGET_FAMILIES: tuple[Family, ...] = (
         "prober_up",
         "gauge",
         "1 if the last run reached the target and it answered correctly.",
-        value=_last(lambda t: _flag(t.last is not None and t.last.reached)),
+        value=lambda t: None if t.last is None else _flag(t.last.reached),
     ),
     Family(
         "prober_status",
@@ -208,13 +212,13 @@ TARGET_FAMILIES: tuple[Family, ...] = (
         "prober_last_success_timestamp_seconds",
         "gauge",
         "When a run last reached the target.",
-        value=_last(lambda t: t.last_success),
+        value=lambda t: None if t.last is None else t.last_success,
     ),
     Family(
         "prober_last_run_timestamp_seconds",
         "gauge",
         "When the last run ended.",
-        value=_last(lambda t: t.last_run),
+        value=lambda t: None if t.last is None else t.last_run,
     ),
     Family(
         "prober_probe_interval_seconds",
@@ -236,9 +240,12 @@ TARGET_FAMILIES: tuple[Family, ...] = (
         samples=_components,
         labels=("component", "status"),
     ),
-    *(Family(f"prober_{name}", "gauge", help_text, value=_gauge(name)) for name, help_text in GAUGES.items()),
     *(
-        Family(f"prober_{key}", "gauge", help_text, samples=_series(key), labels=labels)
+        Family(f"prober_{name}", "gauge", help_text, value=_gauge(name), reads=name)
+        for name, help_text in GAUGES.items()
+    ),
+    *(
+        Family(f"prober_{key}", "gauge", help_text, samples=_series(key), labels=labels, reads=key)
         for key, (help_text, labels) in SERIES.items()
     ),
 )

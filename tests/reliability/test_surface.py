@@ -126,6 +126,16 @@ async def test_a_reused_body_is_rendered_again_after_render_reuse() -> None:
         assert registry.renders == 2
 
 
+async def test_a_body_past_render_reuse_is_not_kept_between_scrapes() -> None:
+    """A /metrics body of 10,000 targets is 16 MB: once its reuse time is over and nobody is reading it,
+    the daemon lets it go instead of holding it until the next scrape."""
+    async with surface(size=2**20, render_reuse="100ms") as (api, _registry, listening):
+        await get(listening.port, "/metrics")
+        assert len(api.renders._fresh) == 1
+        await asyncio.sleep(0.2)
+        assert api.renders._fresh == {}
+
+
 async def test_a_render_that_takes_too_long_is_a_503_not_a_queue() -> None:
     async with surface(render_timeout="200ms") as (api, registry, listening):
         gate = asyncio.Event()
