@@ -141,7 +141,7 @@ class TargetBase(Timing):
 
     # Worked out once per target, on first use, and kept in the instance's __dict__ (a target never changes;
     # a reload makes new ones). Not pydantic private attributes: reading one goes through BaseModel.__getattr__,
-    # 1.4 us a time, which a run paid several times (bench/RESULTS.md, "Cost of the features").
+    # 1.4 us a time, which a run paid several times (bench/PROFILE.md, section 12).
     @functools.cached_property
     def condition_reach(self) -> Projection:
         """What of each observation the conditions can reach (see :func:`prober.conditions.projection`)."""
