@@ -20,18 +20,30 @@ import time
 from typing import Any
 
 EXPRESSION = "body.checks.memory.heapUsedRatio > 0.85 && latency_ms > 300"
-BODY = {
-    "status": "ok",
-    "timestamp": "2026-12-03T10:00:00Z",
-    "uptime": 86400,
-    "version": "2.4.1",
-    "checks": {
-        "database": {"status": "ok", "responseTime": 3},
-        "redis": {"status": "ok", "responseTime": 1},
-        "minio": {"status": "ok", "responseTime": 12},
-        "memory": {"status": "ok", "heapUsed": 180_000_000, "heapTotal": 200_000_000, "heapUsedRatio": 0.9},
-    },
-}
+
+
+def health_body(heap_used_ratio: float) -> dict[str, Any]:
+    """A NestJS-style health body (@nestjs/terminus with a memory indicator), as the benchmarks probe it."""
+    return {
+        "status": "ok",
+        "timestamp": "2026-12-03T10:00:00Z",
+        "uptime": 86400,
+        "version": "2.4.1",
+        "checks": {
+            "database": {"status": "ok", "responseTime": 3},
+            "redis": {"status": "ok", "responseTime": 1},
+            "minio": {"status": "ok", "responseTime": 12},
+            "memory": {
+                "status": "ok",
+                "heapUsed": 180_000_000,
+                "heapTotal": 200_000_000,
+                "heapUsedRatio": heap_used_ratio,
+            },
+        },
+    }
+
+
+BODY = health_body(heap_used_ratio=0.9)  # the condition's first half holds
 IMPORTS = {
     "cel (package, as `import cel`)": "import cel",
     "cel (extension only, as the prober loads it)": "from prober.conditions import cel_module; cel_module()",

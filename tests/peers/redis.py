@@ -25,6 +25,7 @@ import pytest
 import redis
 import trustme
 
+from prober.status import Reason
 from tests.helpers import free_port, require, wait_for_port
 from tests.peers.web import hello_http_server
 
@@ -296,6 +297,15 @@ def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proces
 # --- hostile peers -----------------------------------------------------------------------------------
 
 Garbage = Literal["http", "random", "close", "hangup-after-command", "silent", "echo-error", "huge-reply"]
+# what a redis-speaking kind (redis, bullmq) must make of each: never ok, never an exception of ours
+GARBAGE_REASONS: list[tuple[Garbage, set[Reason]]] = [
+    ("http", {Reason.PROTOCOL}),
+    ("random", {Reason.PROTOCOL, Reason.TIMEOUT}),
+    ("close", {Reason.PROTOCOL}),
+    ("hangup-after-command", {Reason.PROTOCOL}),
+    ("silent", {Reason.TIMEOUT}),
+    ("echo-error", {Reason.PROTOCOL}),
+]
 HUGE_REPLY = 10**12  # what the "huge-reply" peer announces: a bulk string of 10^12 bytes
 
 

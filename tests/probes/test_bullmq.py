@@ -25,6 +25,7 @@ from prober.status import Reason, Result, State
 from tests.helpers import free_port, run_cli
 from tests.peers import redis as peers
 from tests.peers.redis import (
+    GARBAGE_REASONS,
     MASTER_NAME,
     PASSWORD,
     SENTINEL_PASSWORD,
@@ -432,14 +433,7 @@ async def test_sentinel_discovers_the_master(ctx: ProbeContext, sentinel_group: 
 
 @pytest.mark.parametrize(
     ("mode", "reasons"),
-    [
-        ("http", {Reason.PROTOCOL}),
-        ("random", {Reason.PROTOCOL, Reason.TIMEOUT}),
-        ("close", {Reason.PROTOCOL}),
-        ("hangup-after-command", {Reason.PROTOCOL}),
-        ("silent", {Reason.TIMEOUT}),
-        ("echo-error", {Reason.PROTOCOL}),
-    ],
+    GARBAGE_REASONS,
 )
 async def test_garbage_on_the_port(ctx: ProbeContext, mode: Garbage, reasons: set[Reason]) -> None:
     async with garbage_peer(mode) as peer:

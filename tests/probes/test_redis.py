@@ -21,6 +21,7 @@ from prober.status import Reason, Result, State
 from tests.helpers import free_port, run_cli
 from tests.peers import redis as peers
 from tests.peers.redis import (
+    GARBAGE_REASONS,
     MASTER_NAME,
     PASSWORD,
     SENTINEL_PASSWORD,
@@ -247,14 +248,7 @@ async def test_tls(ctx: ProbeContext, redis_tls: tuple[Process, TlsFiles]) -> No
 
 @pytest.mark.parametrize(
     ("mode", "reasons"),
-    [
-        ("http", {Reason.PROTOCOL}),
-        ("random", {Reason.PROTOCOL, Reason.TIMEOUT}),
-        ("close", {Reason.PROTOCOL}),
-        ("hangup-after-command", {Reason.PROTOCOL}),
-        ("silent", {Reason.TIMEOUT}),
-        ("echo-error", {Reason.PROTOCOL}),
-    ],
+    GARBAGE_REASONS,
 )
 @pytest.mark.parametrize("password", [None, "Garbage-pw-1"])
 async def test_garbage_peer(ctx: ProbeContext, mode: Garbage, reasons: set[Reason], password: str | None) -> None:
